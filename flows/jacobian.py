@@ -23,7 +23,11 @@ def jacobian_matrices(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     flat = x.reshape(x.shape[0], -1)
     try:
         return torch.func.vmap(torch.func.jacrev(single))(flat)
-    except (RuntimeError, NotImplementedError, ValueError):  # data-dependent control flow: go sample by sample
+    except (
+        RuntimeError,
+        NotImplementedError,
+        ValueError,
+    ):  # data-dependent control flow: go sample by sample
         return torch.stack([torch.func.jacrev(single)(xi) for xi in flat])
 
 

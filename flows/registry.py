@@ -43,7 +43,9 @@ def register(
 ) -> Callable[[Callable[[tuple[int, ...], Any], Transform]], Callable[[tuple[int, ...], Any], Transform]]:
     """Decorator registering a family builder under ``name``."""
 
-    def wrap(builder: Callable[[tuple[int, ...], Any], Transform]) -> Callable[[tuple[int, ...], Any], Transform]:
+    def wrap(
+        builder: Callable[[tuple[int, ...], Any], Transform],
+    ) -> Callable[[tuple[int, ...], Any], Transform]:
         _FAMILIES[name] = Family(name, config_cls, builder, dict(presets or {}), summary)
         return builder
 
@@ -82,7 +84,9 @@ def options(name: str) -> dict[str, OptionSpec]:
         for f in dataclasses.fields(fam.config_cls)
     }
     if fam.presets:
-        specs["preset"] = OptionSpec("preset", Literal[tuple(fam.presets)], None, "a named smaller configuration")
+        specs["preset"] = OptionSpec(
+            "preset", Literal[tuple(fam.presets)], None, "a named smaller configuration"
+        )
     return specs
 
 
@@ -96,7 +100,9 @@ def describe_type(annotation: Any) -> str:
         return "null"
     if origin is tuple:
         return f"a list of {describe_type(typing.get_args(annotation)[0])}s"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(annotation, str(annotation))
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        annotation, str(annotation)
+    )
 
 
 def coerce_value(path: str, annotation: Any, value: Any) -> Any:

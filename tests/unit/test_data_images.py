@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from nflab.flows import data
 from nflab.flows.data import DatasetFileError, DatasetFormatError, ImageSet, load_images
 

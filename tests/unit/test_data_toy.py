@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from nflab.flows import data
 from nflab.flows.data.dequantize import sample_batch
 from nflab.flows.data.images import ImageSet
