@@ -25,9 +25,7 @@ class Flow(nn.Module):
     resolved configuration the model was built from (kept for checkpoints and logging).
     """
 
-    def __init__(
-        self, transform: Transform, shape: Sequence[int], *, name: str = "", config: Any = None
-    ) -> None:
+    def __init__(self, transform: Transform, shape: Sequence[int], *, name: str = "", config: Any = None) -> None:
         super().__init__()
         self.transform = transform
         self.shape = tuple(int(s) for s in shape)
@@ -74,9 +72,7 @@ class Flow(nn.Module):
 
     def _check_shape(self, x: Tensor) -> None:
         if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(
-                f"{self.name or 'flow'} expects samples of shape {self.shape}, got {tuple(x.shape[1:])}"
-            )
+            raise ValueError(f"{self.name or 'flow'} expects samples of shape {self.shape}, got {tuple(x.shape[1:])}")
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, shape={self.shape}, logdet={self.logdet_kind}"

@@ -84,9 +84,7 @@ def options(name: str) -> dict[str, OptionSpec]:
         for f in dataclasses.fields(fam.config_cls)
     }
     if fam.presets:
-        specs["preset"] = OptionSpec(
-            "preset", Literal[tuple(fam.presets)], None, "a named smaller configuration"
-        )
+        specs["preset"] = OptionSpec("preset", Literal[tuple(fam.presets)], None, "a named smaller configuration")
     return specs
 
 
@@ -100,9 +98,7 @@ def describe_type(annotation: Any) -> str:
         return "null"
     if origin is tuple:
         return f"a list of {describe_type(typing.get_args(annotation)[0])}s"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
-        annotation, str(annotation)
-    )
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(annotation, str(annotation))
 
 
 def coerce_value(path: str, annotation: Any, value: Any) -> Any:

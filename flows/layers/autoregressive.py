@@ -19,9 +19,7 @@ from .made import MADE
 
 
 class MaskedAutoregressive(Transform):
-    def __init__(
-        self, dim: int, hidden: Sequence[int], *, orientation: Literal["maf", "iaf"] = "maf"
-    ) -> None:
+    def __init__(self, dim: int, hidden: Sequence[int], *, orientation: Literal["maf", "iaf"] = "maf") -> None:
         super().__init__()
         if orientation not in ("maf", "iaf"):
             raise ValueError(f"orientation must be 'maf' or 'iaf', got {orientation!r}")

@@ -6,6 +6,7 @@ a weight from degree a to hidden degree b is kept iff b ≥ a, to an output of d
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -41,7 +42,7 @@ class MADE(nn.Module):
         self.n_params = n_params
         degrees = made_degrees(dim, hidden)
         layers: list[nn.Module] = []
-        for d_prev, d_next in zip(degrees[:-1], degrees[1:]):
+        for d_prev, d_next in itertools.pairwise(degrees):
             mask = (d_next.view(-1, 1) >= d_prev.view(1, -1)).float()
             layers += [MaskedLinear(len(d_prev), len(d_next), mask), nn.ReLU()]
         out_deg = torch.arange(1, dim + 1).repeat(n_params)

@@ -10,9 +10,7 @@ from torch import Tensor, nn
 from .actnorm import ActNorm
 
 
-def mlp(
-    d_in: int, hidden: Sequence[int], d_out: int, *, activation: type[nn.Module] = nn.ReLU
-) -> nn.Sequential:
+def mlp(d_in: int, hidden: Sequence[int], d_out: int, *, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """Linear → act → … → Linear; ``hidden=()`` gives a single linear map (Koehler et al.'s linear couplings)."""
     layers: list[nn.Module] = []
     d = d_in

@@ -22,9 +22,7 @@ from .common import Preprocess, option, preprocessing, require
 class NICEConfig:
     couplings: int = option(4, "number of additive coupling layers")
     hidden: tuple[int, ...] = option((1000,) * 5, "hidden widths of each coupling's ReLU MLP")
-    mask: Literal["alternate", "half"] = option(
-        "alternate", "partition: odd/even coordinates or first/second half"
-    )
+    mask: Literal["alternate", "half"] = option("alternate", "partition: odd/even coordinates or first/second half")
     preprocess: Preprocess = option("none", "image preprocessing layer (images only)")
     alpha: float = option(0.05, "logit α (preprocess=logit)")
 
