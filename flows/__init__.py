@@ -4,7 +4,7 @@
 defaults, ``bits_per_dim`` converts nats on dequantized data to the bits/dim of the published tables.
 """
 
-from . import data
+from . import data, hooks
 from . import models as _models  # noqa: F401  (registers the families)
 from .flow import Flow, standard_normal_log_prob
 from .jacobian import MAX_EXACT_DIM, brute_force_logdet
@@ -23,6 +23,7 @@ __all__ = [
     "brute_force_logdet",
     "build",
     "data",
+    "hooks",
     "options",
     "resolve_config",
     "standard_normal_log_prob",
