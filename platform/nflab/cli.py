@@ -1,0 +1,394 @@
+"""The ``nflab`` command line (Typer + rich). Exit codes: 0 ok, 1 some run failed, 2 bad input.
+
+Every read command takes ``--json``; bad input is reported as one line on stderr, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="nflab: normalizing-flow campaigns at scale.")
+db_app = typer.Typer(no_args_is_help=True, help="nflab's SQL store.")
+config_app = typer.Typer(no_args_is_help=True, help="Settings (env vars override the embedded defaults).")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class BadInput(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _bad_input_types() -> tuple[type[BaseException], ...]:
+    from nflab.flows import ConfigError
+    from nflab.flows.data import DatasetFileError, DatasetFormatError
+    from nflab.pipelines import PipelineError
+
+    return (BadInput, PipelineError, ConfigError, DatasetFileError, DatasetFormatError)
+
+
+def _guard(fn: Callable[[], int | None]) -> None:
+    try:
+        code = fn() or EXIT_OK
+    except _bad_input_types() as exc:
+        err_console.print(f"[red]error:[/red] {_one_line(exc)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    raise typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split("\n"))
+
+
+def _settings():
+    from nflab.settings import load_settings
+
+    return load_settings()
+
+
+def _store(settings):
+    from nflab.store import Store
+
+    settings.ensure_dirs()
+    return Store(settings.db_url)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="pipeline YAML (see pipelines/catalog/)")],
+    set_: Annotated[list[str], typer.Option("--set", help="override: dotted.path=value (repeatable)")] = [],  # noqa: B006
+    address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS or a local Ray)")] = None,
+    fresh: Annotated[bool, typer.Option(help="start a new campaign instead of resuming the same pipeline's")] = False,
+    campaign: Annotated[str | None, typer.Option(help="run into this existing campaign id (used by submit)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+) -> None:
+    """Run a pipeline's campaign to completion with a progress bar, then print a summary."""
+
+    def body() -> int:
+        from nflab.campaign import open_campaign, prepare, run_campaign
+
+        settings = _settings()
+        prepared = prepare(pipeline, set_, settings)  # all validation happens before any write
+        store = _store(settings)
+        campaign_id = campaign or open_campaign(store, prepared, settings, fresh=fresh)
+        total_steps = sum(s["config"]["train"]["steps"] for s in prepared.specs)
+        done_steps: dict[str, int] = {}
+        quiet = json_out or not sys.stderr.isatty()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=json_out,
+            transient=False,
+        ) as progress:
+            bar = progress.add_task(f"{prepared.pipeline.name} steps", total=total_steps, info="")
+            runs_bar = progress.add_task("runs", total=len(prepared.specs), info="")
+
+            def on_progress(run_key: str, step: int, total: int, metrics: dict[str, Any]) -> None:
+                done_steps[run_key] = step
+                loss = metrics.get("train_loss")
+                info = f"{run_key} loss {loss:.3f}" if isinstance(loss, float) else run_key
+                progress.update(bar, completed=sum(done_steps.values()), info=info)
+
+            def on_result(run_key: str, result: dict[str, Any]) -> None:
+                spec = next(s for s in prepared.specs if s["run_key"] == run_key)
+                done_steps[run_key] = spec["config"]["train"]["steps"]
+                progress.update(bar, completed=sum(done_steps.values()))
+                progress.advance(runs_bar)
+                if result.get("status") != "finished" and not quiet:
+                    progress.console.print(f"[red]run {run_key} failed:[/red] {result.get('error')}")
+
+            outcome = run_campaign(
+                prepared,
+                settings,
+                store=store,
+                campaign_id=campaign_id,
+                address=address,
+                on_progress=on_progress,
+                on_result=on_result,
+            )
+            for key in outcome.skipped:
+                done_steps[key] = next(s for s in prepared.specs if s["run_key"] == key)["config"]["train"]["steps"]
+                progress.advance(runs_bar)
+            progress.update(bar, completed=sum(done_steps.values()))
+        runs = store.list_runs(campaign_id)
+        if json_out:
+            _print_json({"campaign_id": campaign_id, "runs": runs, "failed": outcome.failed})
+        else:
+            console.print(
+                _runs_table(store, campaign_id, runs, title=f"campaign {campaign_id[:8]} — {prepared.pipeline.name}")
+            )
+        return EXIT_RUN_FAILED if outcome.failed else EXIT_OK
+
+    _guard(body)
+
+
+def _runs_table(store, campaign_id: str, runs: list[dict[str, Any]], *, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("run", "dataset", "family", "seed", "status", "best nats", "best bpd", "error"):
+        table.add_column(col)
+    best = store.best_results(campaign_id) if hasattr(store, "best_results") else {}
+    for r in runs:
+        vals = best.get(r["id"], {})
+        status_style = {"finished": "green", "failed": "red"}.get(r["status"], "yellow")
+        table.add_row(
+            r["run_key"],
+            r.get("dataset") or "",
+            r.get("family") or "",
+            str(r.get("seed", "")),
+            f"[{status_style}]{r['status']}[/{status_style}]",
+            _fmt(vals.get("nats")),
+            _fmt(vals.get("bpd")),
+            (r.get("error") or "")[:80],
+        )
+    return table
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:.4f}"
+
+
+# ------------------------------------------------------------------------------------ read commands
+
+
+@app.command()
+def leaderboard(
+    dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
+    metric: Annotated[str, typer.Option(help="nats or bpd")] = "nats",
+    html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML page here")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    reference: Annotated[bool, typer.Option(help="include the published numbers as reference rows")] = True,
+) -> None:
+    """Mean ± std over seeds per configuration, with the papers' numbers as reference rows."""
+
+    def body() -> int:
+        from nflab import leaderboard as lb
+
+        if metric not in ("nats", "bpd"):
+            raise BadInput(f"--metric: {metric!r} is not one of: nats, bpd")
+        settings = _settings()
+        store = _store(settings)
+        rows = lb.leaderboard(store, dataset=dataset, metric=metric, include_reference=reference)
+        if html is not None:
+            lb.write_html(rows, html, images=_density_images(store, rows))
+        if json_out:
+            _print_json(lb.to_json(rows))
+        else:
+            console.print(lb.render_table(rows))
+            if html is not None:
+                console.print(f"wrote {html}")
+        return EXIT_OK
+
+    _guard(body)
+
+
+def _density_images(store, rows) -> dict[str, str]:
+    finder = getattr(store, "density_images", None)
+    return finder(rows) if finder else {}
+
+
+@app.command()
+def status(
+    campaign_id: Annotated[str | None, typer.Argument(help="campaign id (or prefix); all campaigns if omitted")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Campaigns and their runs' states."""
+
+    def body() -> int:
+        store = _store(_settings())
+        if campaign_id is None:
+            campaigns = store.list_campaigns(limit=50)
+            if json_out:
+                _print_json(campaigns)
+                return EXIT_OK
+            table = Table(title="campaigns")
+            for col in ("id", "name", "status", "runs", "created"):
+                table.add_column(col)
+            for c in campaigns:
+                counts = store.campaign_summary(c["id"])
+                text = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+                table.add_row(c["id"][:8], c["name"], c["status"], text, str(c["created_at"])[:19])
+            console.print(table)
+            return EXIT_OK
+        camp = store.get_campaign(campaign_id)
+        if camp is None:
+            raise BadInput(f"campaign: {campaign_id!r} not found (see `nflab status`)")
+        runs = store.list_runs(camp["id"])
+        if json_out:
+            _print_json({"campaign": camp, "runs": runs, "summary": store.campaign_summary(camp["id"])})
+        else:
+            console.print(_runs_table(store, camp["id"], runs, title=f"campaign {camp['id'][:8]} — {camp['name']}"))
+        return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
+def cancel(campaign_id: Annotated[str, typer.Argument(help="campaign id (or prefix)")]) -> None:
+    """Cancel a campaign: its submitted job is stopped and unfinished runs are marked cancelled."""
+
+    def body() -> int:
+        from nflab.submit import stop_submission
+
+        settings = _settings()
+        store = _store(settings)
+        camp = store.get_campaign(campaign_id)
+        if camp is None:
+            raise BadInput(f"campaign: {campaign_id!r} not found (see `nflab status`)")
+        if camp.get("submission_id"):
+            stop_submission(camp["submission_id"], settings)
+        store.cancel_campaign(camp["id"])
+        console.print(f"cancelled campaign {camp['id'][:8]}")
+        return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="run id (or prefix) or run key")],
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """A run's log, its error if it failed, and its recorded results."""
+
+    def body() -> int:
+        settings = _settings()
+        store = _store(settings)
+        run_row = store.get_run(run_id)
+        if run_row is None:
+            raise BadInput(f"run: {run_id!r} not found (see `nflab status CAMPAIGN`)")
+        log_file = settings.home / "runs" / run_row["campaign_id"] / run_row["run_key"] / "train.log"
+        text = log_file.read_text() if log_file.exists() else ""
+        if json_out:
+            _print_json({"run": run_row, "log": text})
+            return EXIT_OK
+        console.print(f"run {run_row['id']} ({run_row['run_key']}) status={run_row['status']}", highlight=False)
+        if run_row.get("error"):
+            console.print(f"[red]error:[/red] {run_row['error']}", highlight=False)
+        sys.stdout.write(text if text else f"(no log file at {log_file})\n")
+        return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
+def models(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """The flow families and their options (defaults are the published ones)."""
+
+    def body() -> int:
+        import nflab.flows as F
+
+        data = {
+            name: {k: {"default": v.default, "allowed": v.allowed, "doc": v.doc} for k, v in F.options(name).items()}
+            for name in F.available()
+        }
+        if json_out:
+            _print_json(data)
+            return EXIT_OK
+        for name, opts in data.items():
+            table = Table(title=name)
+            for col in ("option", "default", "allowed", "description"):
+                table.add_column(col)
+            for key, spec in opts.items():
+                table.add_row(key, repr(spec["default"]), spec["allowed"], spec["doc"])
+            console.print(table)
+        return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
+def submit(
+    pipeline: Annotated[Path, typer.Argument(help="pipeline YAML")],
+    set_: Annotated[list[str], typer.Option("--set", help="override: dotted.path=value (repeatable)")] = [],  # noqa: B006
+    address: Annotated[str | None, typer.Option(help="Ray dashboard address, e.g. http://head:8265")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Submit a campaign and return its id at once (Ray Jobs API; a background process when local)."""
+
+    def body() -> int:
+        from nflab.campaign import open_campaign, prepare
+        from nflab.submit import submit_campaign
+
+        settings = _settings()
+        prepared = prepare(pipeline, set_, settings)
+        store = _store(settings)
+        campaign_id = open_campaign(store, prepared, settings, fresh=True)
+        store.add_runs(campaign_id, prepared.specs)
+        submission_id = submit_campaign(pipeline, set_, campaign_id, settings, address=address)
+        store.set_submission_id(campaign_id, submission_id)
+        if json_out:
+            _print_json({"campaign_id": campaign_id, "submission_id": submission_id})
+        else:
+            console.print(f"submitted campaign {campaign_id} (submission {submission_id})", highlight=False)
+        return EXIT_OK
+
+    _guard(body)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Apply nflab's Alembic migrations (also done automatically on first use)."""
+
+    def body() -> int:
+        from nflab import migrate
+
+        settings = _settings()
+        settings.ensure_dirs()
+        migrate.upgrade(settings.db_url, revision)
+        console.print(f"database at revision {migrate.current(settings.db_url)}", highlight=False)
+        return EXIT_OK
+
+    _guard(body)
+
+
+@config_app.command("show")
+def config_show(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """The effective settings (passwords redacted)."""
+
+    def body() -> int:
+        data = _settings().redacted()
+        if json_out:
+            _print_json(data)
+            return EXIT_OK
+        table = Table(title="nflab settings")
+        table.add_column("setting")
+        table.add_column("value")
+        for key, value in data.items():
+            table.add_row(key, str(value))
+        console.print(table)
+        return EXIT_OK
+
+    _guard(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
