@@ -26,13 +26,15 @@ demo: $(STAMP)
 	$(VENV)/bin/nflab leaderboard --html .nflab/leaderboard.html
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not team" --timeout=900
+	bash scripts/ensure-postgres.sh
+	$(PY) -m pytest -q -m "not slow" --timeout=900
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --timeout=3600
 
 test-team: $(STAMP)
-	$(PY) -m pytest -q -m team --timeout=900
+	bash scripts/ensure-postgres.sh
+	$(PY) -m pytest -q tests/team --timeout=900
 
 bench: $(STAMP)
 	$(PY) tests/benchmarks/run.py --out tests/benchmarks/RESULTS.md

@@ -64,7 +64,7 @@ def open_campaign(store: Store, prepared: PreparedCampaign, settings: Settings, 
             return existing
     campaign_id = store.create_campaign(prepared.pipeline.name, prepared.fingerprint, prepared.yaml_text)
     experiment_id = ensure_experiment(settings, experiment_name(prepared.pipeline.name, campaign_id))
-    store.set_campaign_experiment(campaign_id, experiment_id)
+    store.set_mlflow_experiment_id(campaign_id, experiment_id)
     return campaign_id
 
 

@@ -9,12 +9,15 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from nflab.store import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="nflab: normalizing-flow campaigns at scale.")
 db_app = typer.Typer(no_args_is_help=True, help="nflab's SQL store.")
@@ -147,22 +150,21 @@ def run(
     _guard(body)
 
 
-def _runs_table(store, campaign_id: str, runs: list[dict[str, Any]], *, title: str) -> Table:
+def _runs_table(store: Store, campaign_id: str, *, title: str) -> Table:
     table = Table(title=title)
     for col in ("run", "dataset", "family", "seed", "status", "best nats", "best bpd", "error"):
         table.add_column(col)
-    best = store.best_results(campaign_id) if hasattr(store, "best_results") else {}
-    for r in runs:
-        vals = best.get(r["id"], {})
-        status_style = {"finished": "green", "failed": "red"}.get(r["status"], "yellow")
+    for r in store.list_runs(campaign_id, with_results=True):
+        best = {x["metric"]: x["value"] for x in r.get("results", []) if x["kind"] == "best" and x["split"] == "test"}
+        style = {"finished": "green", "failed": "red"}.get(r["status"], "yellow")
         table.add_row(
             r["run_key"],
             r.get("dataset") or "",
             r.get("family") or "",
             str(r.get("seed", "")),
-            f"[{status_style}]{r['status']}[/{status_style}]",
-            _fmt(vals.get("nats")),
-            _fmt(vals.get("bpd")),
+            f"[{style}]{r['status']}[/{style}]",
+            _fmt(best.get("nats")),
+            _fmt(best.get("bpd")),
             (r.get("error") or "")[:80],
         )
     return table
@@ -241,7 +243,7 @@ def status(
         if json_out:
             _print_json({"campaign": camp, "runs": runs, "summary": store.campaign_summary(camp["id"])})
         else:
-            console.print(_runs_table(store, camp["id"], runs, title=f"campaign {camp['id'][:8]} — {camp['name']}"))
+            console.print(_runs_table(store, camp["id"], title=f"campaign {camp['id'][:8]} — {camp['name']}"))
         return EXIT_OK
 
     _guard(body)

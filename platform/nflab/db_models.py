@@ -1,0 +1,163 @@
+"""nflab's SQL tables (SQLAlchemy 2.x typed ORM). Every table is prefixed ``nflab_`` so that it can sit next
+to MLflow's and Optuna's; the schema is owned by the Alembic revisions in ``migrations/versions``.
+
+Timestamps are timezone-aware UTC (SQLite hands them back naive: the store re-attaches UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_STATUSES = ("pending", "running", "finished", "failed", "cancelled")
+RESULT_KINDS = ("best", "final", "last")
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the constraint naming convention (needed by SQLite batch migrations)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Campaign(Base):
+    """One expanded pipeline: a set of runs, one MLflow experiment, optionally one Ray job."""
+
+    __tablename__ = "nflab_campaigns"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    pipeline_yaml: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20))
+    submission_id: Mapped[str | None] = mapped_column(String(200))
+    mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Run(Base):
+    """One resolved configuration × seed of a campaign."""
+
+    __tablename__ = "nflab_runs"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "run_key"),
+        CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
+        Index("ix_nflab_runs_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("nflab_campaigns.id"), index=True)
+    run_key: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    config: Mapped[dict[str, Any]]
+    config_hash: Mapped[str] = mapped_column(String(64), index=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    repeat: Mapped[int] = mapped_column(Integer)
+    dataset: Mapped[str | None] = mapped_column(String(100))
+    family: Mapped[str | None] = mapped_column(String(100))
+    code_version: Mapped[str | None] = mapped_column(String(100))
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    wall_s: Mapped[float | None] = mapped_column(Double)
+
+
+class Result(Base):
+    """One reported number of a run: (split, metric, kind, estimator budget) → value."""
+
+    __tablename__ = "nflab_results"
+    __table_args__ = (
+        UniqueConstraint("run_id", "split", "metric", "kind", "budget"),
+        CheckConstraint(f"kind IN {RESULT_KINDS!r}", name="kind"),
+        Index("ix_nflab_results_metric_split_kind", "metric", "split", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("nflab_runs.id"), index=True)
+    split: Mapped[str] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(50))
+    value: Mapped[float] = mapped_column(Double)
+    budget: Mapped[str] = mapped_column(String(50))
+    step: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime]
+
+
+class Checkpoint(Base):
+    """A checkpoint a run wrote (URI + content hash)."""
+
+    __tablename__ = "nflab_checkpoints"
+    __table_args__ = (UniqueConstraint("run_id", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("nflab_runs.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Schedule(Base):
+    """A recurring reproducibility run of a pipeline at a pinned code version."""
+
+    __tablename__ = "nflab_schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    pipeline_path: Mapped[str] = mapped_column(Text)
+    cron: Mapped[str | None] = mapped_column(String(100))
+    every_s: Mapped[int | None] = mapped_column(Integer)
+    code_version: Mapped[str | None] = mapped_column(String(100))
+    tolerance: Mapped[float | None] = mapped_column(Double)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    last_run_at: Mapped[datetime | None]
+
+
+class ReproCheck(Base):
+    """The outcome of one scheduled reproducibility run (compared against the reference within tolerance)."""
+
+    __tablename__ = "nflab_repro_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("nflab_schedules.id"), index=True)
+    campaign_id: Mapped[str | None] = mapped_column(ForeignKey("nflab_campaigns.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+TABLES: tuple[str, ...] = tuple(Base.metadata.tables)

@@ -1,0 +1,117 @@
+"""nflab's one settings object: embedded defaults under ``$NFLAB_HOME``, environment variables override.
+
+Credentials come only from the environment (e.g. a password inside ``NFLAB_DB_URL``); ``Settings.redacted()``
+is what gets printed (``nflab config show``), never the raw URLs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+# env var -> Settings field
+ENV_VARS: dict[str, str] = {
+    "NFLAB_HOME": "home",
+    "NFLAB_DB_URL": "db_url",
+    "MLFLOW_TRACKING_URI": "mlflow_tracking_uri",
+    "RAY_ADDRESS": "ray_address",
+    "NFLAB_OPTUNA_URL": "optuna_url",
+    "NFLAB_DATA": "data_root",
+}
+
+_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+_QUERY_SECRET = re.compile(r"(?P<key>[?&;](?:password|passwd|pwd|token|secret|api_key)=)(?P<val>[^&;\s]*)", re.I)
+
+
+def redact(value: str) -> str:
+    """Replace the password of ``scheme://user:password@host`` (and ``?password=``-like params) by ``***``."""
+    value = _USERINFO_PASSWORD.sub(lambda m: f"{m['head']}:***@", value)
+    return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where nflab keeps its state and which services it talks to (see design.md §3)."""
+
+    home: Path
+    db_url: str
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: Path
+    ray_address: str | None
+    optuna_url: str
+    data_root: Path
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the nflab SQL store is an embedded SQLite file."""
+        return self.db_url.startswith("sqlite")
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as plain strings (None kept), with passwords in URLs replaced by ``***``."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            out[key] = None if value is None else redact(str(value))
+        return out
+
+    def ensure_dirs(self) -> None:
+        """Create the home folder, the artifact root, the data root and the SQLite files' folders."""
+        for folder in (self.home, self.mlflow_artifact_root, self.data_root):
+            folder.mkdir(parents=True, exist_ok=True)
+        for url in (self.db_url, self.mlflow_tracking_uri):
+            path = sqlite_path(url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        if "://" not in self.optuna_url:
+            Path(self.optuna_url).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a ``sqlite:///path`` URL; None for other URLs and in-memory SQLite."""
+    if not url.startswith("sqlite"):
+        return None
+    _, _, rest = url.partition(":///")
+    rest = rest.split("?", 1)[0]
+    if not rest or rest == ":memory:":
+        return None
+    return Path(rest)
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment (read now) and explicit ``overrides`` (field names).
+
+    Defaults derive from the home folder, so overriding ``home`` moves every default with it.
+    """
+    unknown = set(overrides) - set(Settings.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(unknown)}; allowed: {sorted(Settings.__dataclass_fields__)}")
+    home = Path(overrides.get("home") or _env("NFLAB_HOME") or "./.nflab").expanduser().resolve()
+    values: dict[str, Any] = {
+        "home": home,
+        "db_url": _env("NFLAB_DB_URL") or f"sqlite:///{home / 'nflab.db'}",
+        "mlflow_tracking_uri": _env("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+        "mlflow_artifact_root": home / "artifacts",
+        "ray_address": _env("RAY_ADDRESS"),
+        "optuna_url": _env("NFLAB_OPTUNA_URL") or str(home / "optuna.journal"),
+        "data_root": Path(_env("NFLAB_DATA") or home / "data").expanduser(),
+    }
+    settings = Settings(**values)
+    rest = {k: v for k, v in overrides.items() if k != "home" and v is not None}
+    for key in ("mlflow_artifact_root", "data_root"):
+        if key in rest:
+            rest[key] = Path(rest[key]).expanduser()
+    return replace(settings, **rest)
+
+
+def ensure_dirs(settings: Settings | None = None) -> Settings:
+    """Create the folders of ``settings`` (loaded from the environment when omitted) and return them."""
+    settings = settings or load_settings()
+    settings.ensure_dirs()
+    return settings

@@ -1,0 +1,146 @@
+"""Alembic migrations on real SQLite files: upgrade from empty, up/down/up keeps every row, no drift,
+nflab's own version table next to a foreign ``alembic_version``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from nflab import migrate
+from nflab.db_models import TABLES
+from nflab.store import Store
+
+
+def _url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'nflab.db'}"
+
+
+def populate(store: Store) -> None:
+    """At least one row in every nflab table."""
+    cid = store.create_campaign("mig", "fp-1", "name: mig\n", mlflow_experiment_id="7")
+    specs = [
+        {"run_key": f"k{i}-r0", "config_hash": f"h{i}", "seed": 100 + i, "repeat": 0,
+         "config": {"dataset": {"name": "moons"}, "model": {"family": "realnvp", "n": i}}}
+        for i in range(3)
+    ]  # fmt: skip
+    ids = store.add_runs(cid, specs, code_version="abc123")
+    store.record_result(
+        ids["k0-r0"],
+        {
+            "status": "finished",
+            "mlflow_run_id": "m0",
+            "wall_s": 1.5,
+            "results": [
+                {"split": "test", "metric": "nats", "value": 2.41, "budget": "exact", "step": 9, "kind": "best"}
+            ],
+            "checkpoints": [{"step": 9, "uri": "file:///tmp/c9.pt", "sha256": "ab" * 32}],
+        },
+    )
+    sid = store.add_schedule("nightly", "pipelines/catalog/x.yaml", every_s=86400, tolerance=0.05)
+    store.add_repro_check(sid, "ok", {"delta": 0.01}, campaign_id=cid)
+
+
+def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every nflab table, ordered by id."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))] for t in TABLES}
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def index_names(url: str, table: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return {ix["name"] for ix in inspect(engine).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    assert migrate.current(url) is None
+    migrate.upgrade(url)
+    assert migrate.current(url) == migrate.head() == "0002"
+    assert table_names(url) == {*TABLES, "nflab_alembic_version"}
+    assert "alembic_version" not in table_names(url)
+    migrate.check(url)
+
+
+def test_store_migrates_on_first_use(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sub' / 'dir' / 'nflab.db'}"
+    with Store(url) as store:
+        assert store.list_campaigns() == []
+    assert migrate.current(url) == migrate.head()
+
+
+def test_down_and_up_keeps_every_row(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    with Store(url) as store:
+        populate(store)
+    before = snapshot(url)
+    assert all(before[t] for t in TABLES), "every table must hold a row for this test to mean something"
+    assert "ix_nflab_runs_status" in index_names(url, "nflab_runs")
+
+    migrate.downgrade(url, "0001")
+    assert migrate.current(url) == "0001"
+    assert "ix_nflab_runs_status" not in index_names(url, "nflab_runs")
+    assert snapshot(url) == before
+
+    migrate.upgrade(url)
+    assert migrate.current(url) == "0002"
+    assert "ix_nflab_runs_status" in index_names(url, "nflab_runs")
+    assert "ix_nflab_results_metric_split_kind" in index_names(url, "nflab_results")
+    assert snapshot(url) == before
+    migrate.check(url)
+
+
+def test_check_reports_drift(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    migrate.upgrade(url, "0001")
+    with pytest.raises(migrate.MigrationError):
+        migrate.check(url)  # behind head
+    migrate.upgrade(url)
+    migrate.check(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE nflab_campaigns ADD COLUMN stray INTEGER"))
+    engine.dispose()
+    with pytest.raises(migrate.MigrationError, match="differs"):
+        migrate.check(url)
+
+
+def test_foreign_alembic_version_is_untouched(tmp_path: Path) -> None:
+    """MLflow/Optuna keep their stamp in ``alembic_version``; nflab neither reads, writes nor drops it."""
+    url = _url(tmp_path)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('mlflow_rev_1')"))
+        conn.execute(text("CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY, name TEXT)"))
+    migrate.upgrade(url)
+    migrate.check(url)  # foreign tables are not reported as drift
+    migrate.downgrade(url, "base")
+    assert table_names(url) == {"alembic_version", "experiments", "nflab_alembic_version"}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["mlflow_rev_1"]
+    engine.dispose()
+    assert migrate.current(url) is None
+
+
+def test_missing_migrations_folder_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NFLAB_MIGRATIONS", str(tmp_path / "nowhere"))
+    with pytest.raises(migrate.MigrationError, match="migration scripts were not found"):
+        migrate.upgrade(_url(tmp_path))
