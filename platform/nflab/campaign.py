@@ -19,6 +19,7 @@ from nflab.pipelines import (
     check_dataset_available,
     expand,
     load_pipeline,
+    pipeline_path,
 )
 from nflab.settings import Settings
 from nflab.store import Store
@@ -50,7 +51,7 @@ def prepare(path: str | Path, overrides: Sequence[str], settings: Settings) -> P
     pipeline = load_pipeline(path, overrides)
     check_dataset_available(pipeline, str(settings.data_root))
     specs = [spec.model_dump(mode="json") for spec in expand(pipeline)]
-    text = Path(path).read_text()
+    text = pipeline_path(path).read_text()
     if overrides:
         text += "".join(f"\n# --set {o}" for o in overrides)
     return PreparedCampaign(pipeline, specs, text, campaign_fingerprint(pipeline))

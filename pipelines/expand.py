@@ -1,0 +1,92 @@
+"""Campaign expansion: ``expand(pipeline)`` → one :class:`RunSpec` per matrix combination × repeat.
+
+For each combination (axes in YAML order, first outermost; values in list order) the matrix values are
+applied to the base sections, then ``--set`` values again (they win over a whole-section axis), and the
+run config is resolved (every model option filled in). ``config_hash`` ignores ``train.seed`` and
+``resources``; ``seed`` is derived from (``train.seed``, config_hash, repeat); ``run_key`` is
+``f"{config_hash[:12]}-s{train.seed}-r{repeat}"``, unique within the campaign.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .errors import Invalid, PipelineError
+from .hashing import canonical_json, config_hash, derive_seed, sha256_hex
+from .locate import Locator, show
+from .matrix import Combo, check_matrix, combinations, flat_overrides, set_path
+from .resolve import resolve_run
+from .schema import SECTIONS, Pipeline, RunSpec
+
+
+def locator_of(pipeline: Pipeline) -> Locator:
+    """The pipeline's :class:`Locator` (a bare one for pipelines built in Python)."""
+    return pipeline._locator or Locator()
+
+
+def base_config(pipeline: Pipeline) -> dict[str, Any]:
+    """The sections as written (defaults filled; the model holds only the options given)."""
+    raw = {name: getattr(pipeline, name).model_dump() for name in SECTIONS if name != "model"}
+    raw["model"] = pipeline.model.model_dump(exclude_unset=True)
+    return raw
+
+
+def run_config(pipeline: Pipeline, combo: Combo) -> dict[str, Any]:
+    """Resolved config of one matrix combination; raises :class:`PipelineError` naming line and values."""
+    raw = copy.deepcopy(base_config(pipeline))
+    for axis, (_, value) in combo.items():
+        set_path(raw, axis, value)
+    for path, value in (pipeline._overrides or {}).items():
+        if path not in pipeline.matrix:
+            set_path(raw, path, value)
+    try:
+        return resolve_run(raw)
+    except Invalid as exc:
+        raise locator_of(pipeline).error(exc, combo) from None
+
+
+def expand(pipeline: Pipeline) -> list[RunSpec]:
+    """All runs of the campaign in a stable order; raises :class:`PipelineError` (one line) when invalid."""
+    locator = locator_of(pipeline)
+    try:
+        check_matrix(pipeline.matrix)
+    except Invalid as exc:
+        raise locator.error(exc) from None
+    runs: list[RunSpec] = []
+    owners: dict[str, Combo] = {}
+    for combo in combinations(pipeline.matrix):
+        config = run_config(pipeline, combo)
+        digest = config_hash(config)
+        base_seed = config["train"]["seed"]
+        for repeat in range(pipeline.repeats):
+            key = f"{digest[:12]}-s{base_seed}-r{repeat}"
+            if key in owners:
+                raise _duplicate(locator, owners[key], combo)
+            owners[key] = combo
+            runs.append(
+                RunSpec(
+                    campaign=pipeline.name,
+                    run_key=key,
+                    config_hash=digest,
+                    seed=derive_seed(base_seed, digest, repeat),
+                    repeat=repeat,
+                    overrides=flat_overrides(combo),
+                    config=copy.deepcopy(config),
+                )
+            )
+    return runs
+
+
+def _duplicate(locator: Locator, first: Combo, second: Combo) -> PipelineError:
+    def text(combo: Combo) -> str:
+        return ", ".join(f"{k}={show(v)}" for k, (_, v) in combo.items()) or "the base config"
+
+    problem = f"the combinations ({text(first)}) and ({text(second)}) resolve to the same run"
+    return locator.error(Invalid(("matrix",), problem))
+
+
+def campaign_fingerprint(pipeline: Pipeline) -> str:
+    """sha256 of the canonical resolved campaign (name, tags and every run) — equal for equal campaigns."""
+    runs = [{"run_key": r.run_key, "seed": r.seed, "repeat": r.repeat, "config": r.config} for r in expand(pipeline)]
+    return sha256_hex(canonical_json({"name": pipeline.name, "tags": pipeline.tags or {}, "runs": runs}))

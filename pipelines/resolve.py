@@ -1,0 +1,94 @@
+"""Resolve one run's config: validate the sections, resolve the model options, fill derived fields.
+
+The result is a plain JSON-serialisable dict (lists, not tuples) holding every option of the model's
+family, so that two configs are equal exactly when they describe the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+import nflab.flows as flows
+from nflab.flows.data import TOY_DATASETS
+
+from .describe import from_validation_error
+from .errors import Invalid
+from .schema import RunConfig
+
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``raw`` (sections as dicts) and return the resolved config; raises :class:`Invalid`."""
+    try:
+        run = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(exc, raw, RunConfig) from None
+    config = run.model_dump(mode="json")
+    config["dataset"] = _dataset(config["dataset"])
+    config["model"] = resolve_model(raw.get("model") or {})
+    if config["eval"]["best_metric"] is None:
+        config["eval"]["best_metric"] = "nats" if config["dataset"]["name"] in TOY_DATASETS else "bpd"
+    return config
+
+
+def _dataset(dataset: dict[str, Any]) -> dict[str, Any]:
+    name = dataset["name"]
+    if name is None:
+        raise Invalid(("dataset", "name"), "required field missing (set it here or as a matrix axis)")
+    if name in TOY_DATASETS and dataset["train_subset"] is not None:
+        raise Invalid(
+            ("dataset", "train_subset"),
+            f"{dataset['train_subset']!r} is not allowed: toy sets draw fresh samples (images only)",
+        )
+    derived = None if name in TOY_DATASETS else 17 if name == "digits" else 256
+    if dataset["n_bins"] is not None and dataset["n_bins"] != derived:
+        raise Invalid(("dataset", "n_bins"), f"{dataset['n_bins']!r} is not {derived!r} (derived from {name})")
+    return {**dataset, "n_bins": derived}
+
+
+def resolve_model(model: dict[str, Any]) -> dict[str, Any]:
+    """``{family, **options}`` with every option of the family (defaults ← preset ← given); lists not tuples."""
+    options = dict(model)
+    family = options.pop("family", None)
+    allowed = flows.available()
+    if family is None:
+        raise Invalid(("model", "family"), "required field missing (set it here or as a matrix axis)")
+    if family not in allowed:
+        raise Invalid(("model", "family"), f"{family!r} is not one of: {', '.join(allowed)}")
+    specs = flows.options(family)
+    for key in options:
+        if key not in specs:
+            raise Invalid(("model", key), f"{key!r} is not an option of {family}; allowed: {', '.join(specs)}")
+    try:
+        cfg = flows.resolve_config(family, **options)
+    except flows.ConfigError as exc:
+        raise Invalid(_model_loc(family, exc.path), f"{exc.value!r} is not {exc.allowed}") from None
+    except (TypeError, ValueError) as exc:
+        raise Invalid(("model",), f"{family}: {exc}") from None
+    return {"family": family, **_jsonable(dataclasses.asdict(cfg))}
+
+
+def _model_loc(family: str, path: str) -> tuple[Any, ...]:
+    """``realnvp.hidden[1]`` → ``('model', 'hidden', 1)``."""
+    if path == "family":
+        return ("model", "family")
+    path = path.removeprefix(f"{family}.")
+    head = _INDEX.split(path)
+    loc: list[Any] = ["model"]
+    if head[0]:
+        loc += head[0].split(".")
+    loc += [int(i) for i in _INDEX.findall(path)]
+    return tuple(loc)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

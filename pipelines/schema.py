@@ -1,0 +1,158 @@
+"""The pipeline schema (design §5): pydantic models for the YAML and for one expanded run.
+
+Every section forbids unknown keys and is strict (YAML already types its scalars: ``"5"`` is not an
+integer here, but ``5`` is a valid number). ``1e-3`` reads as a float (see ``yaml_lines``).
+
+Fields that depend on the dataset are *derived* when a run is expanded: ``dataset.n_bins`` (17 for
+``digits``, 256 for the other image sets, null for toy sets) and ``eval.best_metric`` (nats for toy sets,
+bpd for images). ``dataset.name`` and ``model.family`` may be left out when a matrix axis supplies them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from nflab.flows.data import IMAGE_DATASETS, TOY_DATASETS
+
+DATASETS: tuple[str, ...] = (*TOY_DATASETS, *IMAGE_DATASETS)
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+UnitOpen = Annotated[float, Field(gt=0, lt=1)]
+DatasetName = Literal[DATASETS]  # type: ignore[valid-type]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, values are not coerced from strings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+class DatasetSpec(Section):
+    """What to fit: a toy 2-D density (fresh samples each step) or an image set."""
+
+    name: DatasetName | None = None
+    test_samples: PosInt = 10000
+    train_subset: PosInt | None = None
+    n_bins: PosInt | None = None
+
+
+class ModelSpec(BaseModel):
+    """``family`` plus any options of that family; options are checked per run with ``resolve_config``."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    family: str | None = None
+
+
+class EstimatorSpec(Section):
+    """Log-det estimator for the residual families (exact for families with a closed-form log-det)."""
+
+    kind: Literal["exact", "truncated", "roulette"] = "exact"
+    n_terms: PosInt = 5
+    n_exact_terms: NonNegInt = 2
+    dist: Literal["geometric", "poisson"] = "geometric"
+    geom_p: UnitOpen = 0.5
+    poisson_lambda: PosFloat = 2.0
+    hutchinson: Literal["gaussian", "rademacher"] = "gaussian"
+    neumann_grad: bool = False
+    eval_n_exact_terms: NonNegInt = 20
+
+
+class TrainSpec(Section):
+    """Optimisation loop: steps, batch, optimiser, schedule, logging cadence, seed, dtype and device."""
+
+    steps: PosInt = 5000
+    batch_size: PosInt = 500
+    lr: PosFloat = 1e-3
+    optimizer: Literal["adam", "adamax"] = "adam"
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.9, 0.999]
+    weight_decay: NonNegFloat = 0.0
+    warmup_steps: NonNegInt = 0
+    grad_clip: PosFloat | None = None
+    ema: UnitOpen | None = None
+    eval_every: PosInt = 500
+    checkpoint_every: PosInt = 1000
+    log_every: PosInt = 50
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class EvalSpec(Section):
+    """Held-out evaluation: batch, exact log-det (auto: when the dimension is small), plot samples."""
+
+    batch_size: PosInt = 1000
+    exact: Literal["auto"] | bool = "auto"
+    samples: PosInt = 20000
+    best_metric: Literal["nats", "bpd"] | None = None
+
+
+class ResourcesSpec(Section):
+    """Ray resources of one run (fractional GPUs allowed) and run-level retries."""
+
+    cpu: PosFloat = 1
+    gpu: NonNegFloat = 0
+    retries: NonNegInt = 2
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "dataset": DatasetSpec,
+    "model": ModelSpec,
+    "estimator": EstimatorSpec,
+    "train": TrainSpec,
+    "eval": EvalSpec,
+    "resources": ResourcesSpec,
+}
+
+
+class Pipeline(Section):
+    """A campaign as written: base sections, a matrix of dotted paths (cartesian product) and repeats.
+
+    Build it with ``load_pipeline`` (which also validates every run of the matrix and remembers YAML
+    lines for error messages); ``expand`` turns it into ``RunSpec``s.
+    """
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
+    repeats: PosInt = 1
+    tags: dict[str, str] | None = None
+
+    _locator: Any = PrivateAttr(default=None)
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+
+class RunConfig(Section):
+    """The fully resolved config of one run (what ``RunSpec.config`` holds)."""
+
+    dataset: DatasetSpec
+    model: dict[str, Any]
+    estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+
+class RunSpec(BaseModel):
+    """One run of a campaign (docs/contracts.md); ``model_dump()`` is JSON-serialisable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaign: str
+    run_key: str
+    config_hash: str
+    seed: int
+    repeat: int
+    overrides: dict[str, Any]
+    config: dict[str, Any]
