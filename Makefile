@@ -22,7 +22,7 @@ $(STAMP): $(PY) pyproject.toml $(CONSTRAINTS)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/nflab run pipelines/catalog/e2-toy-quick.yaml --set train.steps=600
+	$(VENV)/bin/nflab run pipelines/catalog/e2-toy-quick.yaml
 	$(VENV)/bin/nflab leaderboard --html .nflab/leaderboard.html
 
 test: $(STAMP)

@@ -46,21 +46,37 @@ def channel_mask(shape: Sequence[int], first: bool) -> Tensor:
     return m if first else 1 - m
 
 
-class MaskedCoupling(Transform):
-    """Coupling layer with a fixed mask; ``net`` maps the masked input to 2× its channels (shift, raw scale)
+def coupling_sizes(mask: Tensor) -> tuple[int, int]:
+    """(number of conditioning, number of transformed) coordinates of a vector mask."""
+    kept = int(mask.sum().item())
+    return kept, mask.numel() - kept
 
-    (or 1× for ``additive``). Channels are dimension 1; the mask has one sample's shape.
+
+class MaskedCoupling(Transform):
+    """Coupling layer with a fixed mask; ``net`` outputs (shift, raw scale) stacked along dimension 1 (or only
+    the shift for ``additive``).
+
+    Vector masks (shape (d,)): ``net`` reads only the d_A kept coordinates and outputs for the d_B transformed
+    ones (d_A → d_B or 2·d_B), so no width is spent on zeros. Image masks (c, h, w): ``net`` reads m ⊙ x and
+    outputs full-size maps (c → c or 2c), as checkerboard masks need.
     """
 
     def __init__(self, mask: Tensor, net: nn.Module, *, scale: ScaleKind = "tanh") -> None:
         super().__init__()
         if scale not in SCALE_KINDS:
             raise ValueError(f"coupling scale must be one of {', '.join(SCALE_KINDS)}; got {scale!r}")
-        self.register_buffer("mask", mask.float())
+        mask = mask.float()
+        self.register_buffer("mask", mask)
+        self.vector = mask.dim() == 1
+        if self.vector:
+            idx_a, idx_b = torch.nonzero(mask).flatten(), torch.nonzero(1 - mask).flatten()
+            self.register_buffer("idx_a", idx_a)
+            self.register_buffer("idx_b", idx_b)
+            self.register_buffer("merge_order", torch.argsort(torch.cat([idx_a, idx_b])))
         self.net = net
         self.scale_kind = scale
         if scale == "tanh":
-            self.gamma = nn.Parameter(torch.zeros(mask.shape[0]))
+            self.gamma = nn.Parameter(torch.zeros(len(self.idx_b) if self.vector else mask.shape[0]))
 
     def _shift_and_log_scale(self, x_cond: Tensor) -> tuple[Tensor, Tensor | None]:
         h = self.net(x_cond)
@@ -74,7 +90,16 @@ class MaskedCoupling(Transform):
             return shift, -F.softplus(-(raw + 2.0))  # log sigmoid(raw + 2)
         return shift, raw
 
+    def _merge(self, x_a: Tensor, x_b: Tensor) -> Tensor:
+        return torch.cat([x_a, x_b], dim=1).index_select(1, self.merge_order)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.vector:
+            x_a, x_b = x.index_select(1, self.idx_a), x.index_select(1, self.idx_b)
+            shift, log_s = self._shift_and_log_scale(x_a)
+            if log_s is None:
+                return self._merge(x_a, x_b + shift), x.new_zeros(x.shape[0])
+            return self._merge(x_a, (x_b + shift) * log_s.exp()), log_s.sum(dim=1)
         m = self.mask
         shift, log_s = self._shift_and_log_scale(x * m)
         if log_s is None:
@@ -84,6 +109,11 @@ class MaskedCoupling(Transform):
         return y, sum_except_batch(log_s)
 
     def inverse(self, z: Tensor) -> Tensor:
+        if self.vector:
+            z_a, z_b = z.index_select(1, self.idx_a), z.index_select(1, self.idx_b)
+            shift, log_s = self._shift_and_log_scale(z_a)
+            x_b = z_b - shift if log_s is None else z_b * torch.exp(-log_s) - shift
+            return self._merge(z_a, x_b)
         m = self.mask
         shift, log_s = self._shift_and_log_scale(z * m)
         if log_s is None:

@@ -47,7 +47,10 @@ class MADE(nn.Module):
             layers += [MaskedLinear(len(d_prev), len(d_next), mask), nn.ReLU()]
         out_deg = torch.arange(1, dim + 1).repeat(n_params)
         mask = (out_deg.view(-1, 1) > degrees[-1].view(1, -1)).float()
-        layers.append(MaskedLinear(len(degrees[-1]), n_params * dim, mask))
+        last = MaskedLinear(len(degrees[-1]), n_params * dim, mask)
+        nn.init.zeros_(last.weight)  # μ = 0, α = 0: the layer starts as the identity
+        nn.init.zeros_(last.bias)
+        layers.append(last)
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -10,14 +10,23 @@ from torch import Tensor, nn
 from .actnorm import ActNorm
 
 
-def mlp(d_in: int, hidden: Sequence[int], d_out: int, *, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Linear → act → … → Linear; ``hidden=()`` gives a single linear map (Koehler et al.'s linear couplings)."""
+def mlp(
+    d_in: int, hidden: Sequence[int], d_out: int, *, activation: type[nn.Module] = nn.ReLU, zero_last: bool = True
+) -> nn.Sequential:
+    """Linear → act → … → Linear; ``hidden=()`` gives a single linear map (Koehler et al.'s linear couplings).
+
+    ``zero_last`` zero-initialises the output layer so that a coupling starts as the identity.
+    """
     layers: list[nn.Module] = []
     d = d_in
     for width in hidden:
         layers += [nn.Linear(d, width), activation()]
         d = width
-    layers.append(nn.Linear(d, d_out))
+    last = nn.Linear(d, d_out)
+    if zero_last:
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    layers.append(last)
     return nn.Sequential(*layers)
 
 
@@ -88,6 +97,8 @@ class MaskedConvResNet(nn.Module):
             nn.ReLU(),
             nn.Conv2d(width, c_out, 3, padding=1),
         )
+        nn.init.zeros_(self.net[-1].weight)  # the coupling starts as the identity
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, x: Tensor) -> Tensor:
         m = self.mask_channel.expand(x.shape[0], -1, -1, -1)

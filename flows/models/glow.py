@@ -21,6 +21,7 @@ from ..layers import (
     channel_mask,
     half_mask,
 )
+from ..layers.coupling import coupling_sizes
 from ..layers.nets import glow_net, mlp
 from ..registry import register
 from ..transform import Compose, Transform
@@ -49,7 +50,9 @@ def _step(shape: tuple[int, ...], cfg: GlowConfig) -> Compose:
     scale = "sigmoid" if cfg.coupling == "affine" else "additive"
     n_out = 2 * c if scale == "sigmoid" else c
     if len(shape) == 1:
-        mask, net = half_mask(c, True), mlp(c, cfg.hidden, n_out)
+        mask = half_mask(c, True)
+        d_a, d_b = coupling_sizes(mask)
+        net = mlp(d_a, cfg.hidden, d_b if scale == "additive" else 2 * d_b)
     else:
         mask, net = channel_mask(shape, True), glow_net(c, n_out, cfg.width)
     return Compose(ActNorm(c), InvertibleLinear(c, lu=cfg.lu), MaskedCoupling(mask, net, scale=scale))  # type: ignore[arg-type]

@@ -8,10 +8,12 @@ logistic prior is replaced by nflab's standard normal base (a documented differe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from ..layers import DiagonalScaling, Flattened, MaskedCoupling, alternating_mask, half_mask
+from ..layers.coupling import coupling_sizes
 from ..layers.nets import mlp
 from ..registry import register
 from ..transform import Compose, Transform
@@ -30,12 +32,15 @@ class NICEConfig:
         require(self.couplings >= 1, "nice.couplings", self.couplings, "an integer >= 1")
 
 
-def coupling_stack(dim: int, n: int, mask: str, make_net, scale: str) -> list[Transform]:
-    """n couplings on a d-vector whose masks alternate sides (shared by NICE and the vector RealNVP)."""
+def coupling_stack(dim: int, n: int, mask: str, hidden: Sequence[int], scale: str) -> list[Transform]:
+    """n couplings on a d-vector whose masks alternate sides, MLP conditioners d_A → d_B (additive) or 2·d_B
+    (shared by NICE and the vector RealNVP)."""
     out: list[Transform] = []
     for i in range(n):
         m = alternating_mask(dim, i % 2) if mask == "alternate" else half_mask(dim, i % 2 == 0)
-        out.append(MaskedCoupling(m, make_net(dim), scale=scale))  # type: ignore[arg-type]
+        d_a, d_b = coupling_sizes(m)
+        net = mlp(d_a, hidden, d_b if scale == "additive" else 2 * d_b)
+        out.append(MaskedCoupling(m, net, scale=scale))  # type: ignore[arg-type]
     return out
 
 
@@ -43,7 +48,7 @@ def coupling_stack(dim: int, n: int, mask: str, make_net, scale: str) -> list[Tr
 def build_nice(shape: tuple[int, ...], cfg: NICEConfig) -> Transform:
     dim = math.prod(shape)
     require(dim >= 2, "nice.shape", shape, "a shape with at least 2 elements")
-    layers = coupling_stack(dim, cfg.couplings, cfg.mask, lambda d: mlp(d, cfg.hidden, d), "additive")
+    layers = coupling_stack(dim, cfg.couplings, cfg.mask, cfg.hidden, "additive")
     body: Transform = Compose(*layers, DiagonalScaling((dim,)))
     if len(shape) == 1:
         return body

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..layers import FactorOut, MaskedCoupling, Squeezed, channel_mask, checkerboard_mask
-from ..layers.nets import MaskedConvResNet, mlp
+from ..layers.nets import MaskedConvResNet
 from ..registry import register
 from ..transform import Compose, Transform
 from .common import Preprocess, halvings, option, preprocessing, require
@@ -67,7 +67,7 @@ def build_realnvp(shape: tuple[int, ...], cfg: RealNVPConfig) -> Transform:
         dim = shape[0]
         require(dim >= 2, "realnvp.shape", shape, "(d,) with d >= 2")
         hidden = () if cfg.conditioner == "linear" else cfg.hidden
-        return Compose(*coupling_stack(dim, cfg.couplings, cfg.mask, lambda d: mlp(d, hidden, 2 * d), cfg.scale))
+        return Compose(*coupling_stack(dim, cfg.couplings, cfg.mask, hidden, cfg.scale))
     c, h, w = shape
     n_scales = min(cfg.scales, 1 + halvings(h, w, min_size=2))
     pre = preprocessing(cfg.preprocess, cfg.alpha)

@@ -93,10 +93,14 @@ def test_sampling_gradients_and_state_dict(name: str, shape: tuple[int, ...], op
 def test_autoregressive_jacobian_is_triangular() -> None:
     """A single MAF layer: ∂z_i/∂x_j = 0 for j > i (MADE masks), so the log-det is the diagonal's."""
     layer = F.build("maf", (5,), layers=1, hidden=(16, 16)).double().transform
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.1 * torch.randn_like(p))
     x = torch.randn(3, 5, dtype=torch.float64)
     jac = torch.func.jacrev(lambda v: layer(v.unsqueeze(0))[0].squeeze(0))(x[0])
     assert torch.allclose(jac.triu(1), torch.zeros_like(jac))
     assert (jac.diagonal().abs() > 0).all()
+    assert jac.tril(-1).abs().sum() > 0  # not the identity: the test can see a broken mask
 
 
 def test_published_defaults() -> None:

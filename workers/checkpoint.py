@@ -1,0 +1,101 @@
+"""Checkpoint files of one run: ``<run_dir>/checkpoints/step_{step:08d}.pt`` plus ``best_step_{step:08d}.pt``.
+
+Writes are atomic (temporary file in the same folder, fsync, ``os.replace``) so that a worker killed while
+saving never leaves a truncated checkpoint behind. The last ``KEEP_LAST`` step checkpoints are kept, and one
+"best" file holding the evaluated (EMA, when used) weights of the best evaluation so far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+KEEP_LAST = 2
+_STEP_RE = re.compile(r"^step_(\d{8})\.pt$")
+_BEST_RE = re.compile(r"^best_step_(\d{8})\.pt$")
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    step: int
+    path: Path
+
+    def describe(self) -> dict[str, Any]:
+        """The RunResult entry: step, file URI and sha256 of the bytes on disk."""
+        return {"step": self.step, "uri": self.path.resolve().as_uri(), "sha256": sha256_file(self.path)}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _listed(folder: Path, pattern: re.Pattern[str]) -> list[CheckpointFile]:
+    if not folder.is_dir():
+        return []
+    found = [(pattern.match(p.name), p) for p in folder.iterdir()]
+    return sorted((CheckpointFile(int(m.group(1)), p) for m, p in found if m), key=lambda c: c.step)
+
+
+def step_checkpoints(folder: Path) -> list[CheckpointFile]:
+    """The step checkpoints in ``folder``, oldest first."""
+    return _listed(folder, _STEP_RE)
+
+
+def best_checkpoint(folder: Path) -> CheckpointFile | None:
+    """The best-weights file, if one was written."""
+    found = _listed(folder, _BEST_RE)
+    return found[-1] if found else None
+
+
+def save_step(folder: Path, step: int, state: dict[str, Any]) -> CheckpointFile:
+    """Write the step checkpoint, then delete step checkpoints older than the last ``KEEP_LAST``."""
+    path = folder / f"step_{step:08d}.pt"
+    atomic_save(state, path)
+    for old in step_checkpoints(folder)[:-KEEP_LAST]:
+        old.path.unlink(missing_ok=True)
+    return CheckpointFile(step, path)
+
+
+def save_best(folder: Path, step: int, state: dict[str, Any]) -> CheckpointFile:
+    """Write the best-weights file for ``step`` and remove the previous one."""
+    path = folder / f"best_step_{step:08d}.pt"
+    atomic_save(state, path)
+    for old in _listed(folder, _BEST_RE):
+        if old.path != path:
+            old.path.unlink(missing_ok=True)
+    return CheckpointFile(step, path)
+
+
+def load_latest(folder: Path, map_location: torch.device | str = "cpu") -> tuple[CheckpointFile, dict[str, Any]] | None:
+    """The newest readable step checkpoint and its contents (an unreadable newest one falls back to older)."""
+    for ckpt in reversed(step_checkpoints(folder)):
+        try:
+            return ckpt, torch.load(ckpt.path, map_location=map_location, weights_only=False)
+        except Exception:  # a damaged file: try the previous one
+            continue
+    return None

@@ -1,0 +1,211 @@
+"""Running many specs: one Ray task per run (``run_specs``) or sequentially in-process (``run_specs_inline``).
+
+Ray tasks ask for ``resources.cpu`` CPUs and ``resources.gpu`` GPUs (fractional allowed; it does not split GPU
+memory) and are retried ``resources.retries`` times when their worker dies (``retry_exceptions=False``:
+an exception is a result, not a reason to retry). A retried task resumes from the run's newest checkpoint
+because the workdir is shared: local disk in the embedded default; on a multi-node cluster the workdir
+must be a filesystem mounted at the same path on every node (NFS, EFS, a PVC…), or resumption starts over.
+
+The driver is the single writer: it receives each RunResult through ``ray.wait`` as soon as the run ends and
+hands it to ``on_result``. Tasks report start and step-level progress to a small ``ProgressActor`` that the
+driver polls, so that the platform can show progress without the tasks writing to its store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from .execute import execute_run, failed_result
+from .tracking import absolute_tracking_uri, prepare_tracking
+
+OnResult = Callable[[str, dict], None]
+OnProgress = Callable[[str, int, int, dict], None]
+OnStart = Callable[[str], None]
+POLL_S = 0.5
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Connect to Ray at ``address`` (or ``RAY_ADDRESS``), or start a quiet local Ray, unless already connected."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    common: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": True}
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **common)
+
+
+@ray.remote(num_cpus=0)
+class ProgressActor:
+    """A mailbox for ("start" | "progress", run_key, step, total, metrics) events from tasks."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[str, str, int, int, dict]] = []
+
+    def report(self, kind: str, run_key: str, step: int, total: int, metrics: dict) -> None:
+        self._events.append((kind, run_key, step, total, metrics))
+
+    def drain(self) -> list[tuple[str, str, int, int, dict]]:
+        events, self._events = self._events, []
+        return events
+
+
+def _run_in_task(
+    spec: dict, workdir: str, tracking_uri: str, experiment_name: str, run_id: str, data_root: str | None, mailbox: Any
+) -> dict:
+    """Body of the Ray task: announce the start, then execute the run, reporting progress to the mailbox."""
+    mailbox.report.remote("start", spec["run_key"], 0, 0, {})  # execute_run writes <workdir>/<run_key>/pid
+
+    def progress(key: str, step: int, total: int, metrics: dict) -> None:
+        mailbox.report.remote("progress", key, step, total, metrics)
+
+    return execute_run(
+        spec,
+        workdir=workdir,
+        tracking_uri=tracking_uri,
+        experiment_name=experiment_name,
+        nflab_run_id=run_id,
+        data_root=data_root,
+        progress=progress,
+    )
+
+
+_remote_run = ray.remote(_run_in_task)
+
+
+def _task_options(spec: dict) -> dict[str, Any]:
+    res = spec.get("config", {}).get("resources") or {}
+    return {
+        "num_cpus": float(res.get("cpu", 1) or 0),
+        "num_gpus": float(res.get("gpu", 0) or 0),
+        "max_retries": int(res.get("retries", 3) if res.get("retries") is not None else 3),
+        "retry_exceptions": False,
+        "name": f"nflab:{spec['run_key']}",
+    }
+
+
+def _death_message(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = next((line for line in text if line.strip()), "")
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        return f"task error: {first}"[:500]
+    return f"worker died: {type(exc).__name__}: {first}"[:500]
+
+
+def _recorded_run_id(workdir: str, run_key: str) -> str | None:
+    try:
+        return json.loads((Path(workdir) / run_key / "run.json").read_text())["mlflow_run_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def run_specs(
+    specs: list[dict],
+    *,
+    workdir: str | Path,
+    tracking_uri: str,
+    experiment_name: str,
+    run_ids: dict[str, str],
+    data_root: str | None = None,
+    on_result: OnResult,
+    on_progress: OnProgress | None = None,
+    on_start: OnStart | None = None,
+    max_concurrency: int | None = None,
+) -> None:
+    """Run every spec as a Ray task (call :func:`ensure_ray` first); ``on_result(run_key, RunResult)`` once each.
+
+    The MLflow store and experiment are initialised here, once, before any task starts. ``max_concurrency``
+    caps the tasks in flight (Ray's resource accounting caps it anyway).
+    """
+    if not specs:
+        return
+    workdir_s = str(Path(workdir).resolve())
+    uri = absolute_tracking_uri(tracking_uri)
+    root = str(Path(data_root).resolve()) if data_root else None
+    prepare_tracking(uri, experiment_name)
+    mailbox = ProgressActor.remote()
+    queue = list(specs)
+    in_flight: dict[Any, str] = {}
+    started: set[str] = set()
+    limit = max_concurrency or len(specs)
+
+    def submit() -> None:
+        while queue and len(in_flight) < limit:
+            spec = queue.pop(0)
+            key = spec["run_key"]
+            ref = _remote_run.options(**_task_options(spec)).remote(
+                spec, workdir_s, uri, experiment_name, run_ids[key], root, mailbox
+            )
+            in_flight[ref] = key
+
+    def deliver_events() -> None:
+        latest: dict[str, tuple[int, int, dict]] = {}
+        for kind, key, step, total, metrics in ray.get(mailbox.drain.remote()):
+            if kind == "start" and key not in started:
+                started.add(key)
+                if on_start is not None:
+                    on_start(key)
+            elif kind == "progress" and key in in_flight.values():
+                latest[key] = (step, total, metrics)
+        if on_progress is not None:
+            for key, (step, total, metrics) in latest.items():
+                on_progress(key, step, total, metrics)
+
+    try:
+        submit()
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_S)
+            deliver_events()
+            for ref in ready:
+                key = in_flight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except (ray.exceptions.RayError, OSError) as exc:
+                    result = failed_result(_death_message(exc), mlflow_run_id=_recorded_run_id(workdir_s, key))
+                on_result(key, result)
+            submit()
+    finally:
+        for ref in in_flight:
+            ray.cancel(ref, force=True)
+        ray.kill(mailbox)
+
+
+def run_specs_inline(
+    specs: list[dict],
+    *,
+    workdir: str | Path,
+    tracking_uri: str,
+    experiment_name: str,
+    run_ids: dict[str, str],
+    data_root: str | None = None,
+    on_result: OnResult,
+    on_progress: OnProgress | None = None,
+    on_start: OnStart | None = None,
+    max_concurrency: int | None = None,
+) -> None:
+    """Same contract as :func:`run_specs`, one run after the other in this process (``max_concurrency`` unused)."""
+    if not specs:
+        return
+    prepare_tracking(tracking_uri, experiment_name)
+    for spec in specs:
+        key = spec["run_key"]
+        if on_start is not None:
+            on_start(key)
+        result = execute_run(
+            spec,
+            workdir=workdir,
+            tracking_uri=tracking_uri,
+            experiment_name=experiment_name,
+            nflab_run_id=run_ids[key],
+            data_root=data_root,
+            progress=on_progress,
+        )
+        on_result(key, result)

@@ -1,0 +1,246 @@
+"""The training loop of one run: seed, build, (resume), train, evaluate, checkpoint, certify, plot.
+
+Order per step: lr warm-up → fresh batch → loss = −mean log p (nats) → backward → clip → optimiser step →
+``hooks.after_optimizer_step`` → EMA update. Every ``log_every`` steps: metrics and progress; every
+``eval_every`` steps and at the end: held-out evaluation (with EMA weights when ``train.ema`` is set); every
+``checkpoint_every`` steps and at the end: a checkpoint holding everything needed for a bit-identical resume
+(model, optimiser, EMA, all RNG states including the data generator, best-so-far, last evaluation).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nflab.flows import build, hooks
+
+from . import checkpoint as ckpt
+from .certificates import PROBE_SIZE, compute_certificates
+from .datasource import DataSource
+from .evaluate import evaluate
+from .optim import Ema, clip_gradients, lr_at, make_optimizer, set_lr
+from .plots import make_plots
+from .seeding import capture_rng, make_generator, restore_rng, seed_everything
+from .tracking import Tracker
+
+STOP_ENV = "NFLAB_TEST_STOP_AFTER_STEP"  # test hook: simulate a crash after this step's checkpoint logic
+IMPLICIT_FAMILIES = ("implicit", "monotone")  # TF32 off on GPU for these (design §9)
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "steps": 1000,
+    "batch_size": 500,
+    "lr": 1e-3,
+    "optimizer": "adam",
+    "betas": (0.9, 0.999),
+    "weight_decay": 0.0,
+    "warmup_steps": 0,
+    "grad_clip": None,
+    "ema": None,
+    "eval_every": 100,
+    "checkpoint_every": 1000,
+    "log_every": 10,
+    "seed": 0,
+    "dtype": "float32",
+    "device": "auto",
+}
+EVAL_DEFAULTS: dict[str, Any] = {"batch_size": 1000, "exact": "auto", "samples": None, "best_metric": "nats"}
+
+Progress = Callable[[str, int, int, dict], None]
+
+
+class RunFailure(Exception):
+    """A run-level failure with a one-line reason (the run fails, the campaign goes on)."""
+
+
+class SimulatedCrash(BaseException):
+    """Raised by the test hook to stop a run abruptly, like a killed worker (never caught by execute_run)."""
+
+
+@dataclass
+class TrainState:
+    """What the loop has produced so far; filled in even when the run fails part-way."""
+
+    step: int = 0
+    resumed_from: int | None = None
+    best: dict[str, Any] | None = None
+    last_eval: dict[str, Any] | None = None
+    certificates: dict[str, Any] = field(default_factory=dict)
+    plots: list[Path] = field(default_factory=list)
+
+
+def section(spec: Mapping[str, Any], name: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``spec["config"][name]`` with missing keys (or nulls) taken from ``defaults``."""
+    given = dict(spec.get("config", {}).get(name) or {})
+    merged = dict(defaults or {})
+    merged.update({k: v for k, v in given.items() if v is not None or k not in merged})
+    return merged
+
+
+def pick_device(train_cfg: Mapping[str, Any], resources: Mapping[str, Any]) -> torch.device:
+    """``auto``: CUDA when available and the run asked for a GPU, else CPU."""
+    want = str(train_cfg.get("device", "auto"))
+    if want == "auto":
+        gpu = float(resources.get("gpu") or 0)
+        return torch.device("cuda" if gpu > 0 and torch.cuda.is_available() else "cpu")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RunFailure("train.device is cuda but no CUDA device is available")
+    return torch.device(want)
+
+
+def pick_dtype(train_cfg: Mapping[str, Any]) -> torch.dtype:
+    name = str(train_cfg.get("dtype", "float32"))
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise RunFailure(f"train.dtype: {name!r} is not a floating-point torch dtype")
+    return dtype
+
+
+def build_model(model_cfg: Mapping[str, Any], shape: tuple[int, ...]) -> nn.Module:
+    """``nflab.flows.build(family, shape, **options)`` from the model section (null options dropped)."""
+    options = {k: v for k, v in model_cfg.items() if k != "family" and v is not None}
+    return build(model_cfg["family"], shape, **options)
+
+
+def _stop_after(stop_after_step: int | None) -> int | None:
+    if stop_after_step is not None:
+        return stop_after_step
+    env = os.environ.get(STOP_ENV)
+    return int(env) if env else None
+
+
+def _better(new: dict[str, Any], best: dict[str, Any] | None, metric: str) -> bool:
+    return best is None or new[metric] < best[metric]
+
+
+def train_run(
+    spec: Mapping[str, Any],
+    run_dir: Path,
+    tracker: Tracker,
+    state: TrainState,
+    *,
+    data_root: str | None = None,
+    progress: Progress | None = None,
+    stop_after_step: int | None = None,
+) -> TrainState:
+    """Train (or resume) the run described by ``spec`` inside ``run_dir``; raises :class:`RunFailure`."""
+    tcfg, ecfg = section(spec, "train", TRAIN_DEFAULTS), section(spec, "eval", EVAL_DEFAULTS)
+    est_cfg, model_cfg = section(spec, "estimator"), section(spec, "model")
+    resources = section(spec, "resources", {"cpu": 1, "gpu": 0})
+    seed = int(spec.get("seed", tcfg["seed"]))
+    run_key, total = str(spec["run_key"]), int(tcfg["steps"])
+    stop = _stop_after(stop_after_step)
+
+    seed_everything(seed)
+    device, dtype = pick_device(tcfg, resources), pick_dtype(tcfg)
+    if device.type == "cuda" and model_cfg.get("family") in IMPLICIT_FAMILIES:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    data = DataSource(section(spec, "dataset"), seed=seed, dtype=dtype, device=device, data_root=data_root)
+    model = build_model(model_cfg, data.shape).to(device=device, dtype=dtype)
+    optimizer = make_optimizer(model, tcfg)
+    ema = Ema(model, float(tcfg["ema"])) if tcfg.get("ema") else None
+    data_gen = make_generator(seed, "data")
+    metric = "bpd" if data.is_image and ecfg.get("best_metric") == "bpd" else "nats"
+    ckpt_dir = run_dir / "checkpoints"
+
+    loaded = ckpt.load_latest(ckpt_dir, map_location=device)
+    if loaded is not None:
+        found, saved = loaded
+        if saved.get("config_hash") != spec.get("config_hash"):
+            raise RunFailure(f"checkpoint {found.path} belongs to another configuration")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if ema is not None and saved.get("ema") is not None:
+            ema.load_state_dict(saved["ema"])
+        restore_rng(saved["rng"], data_gen)
+        state.step = state.resumed_from = int(saved["step"])
+        state.best, state.last_eval = saved.get("best"), saved.get("last_eval")
+    else:
+        model.train()
+        with torch.no_grad():  # data-dependent init (ActNorm) on a large, representative first batch
+            model(data.init_batch(int(tcfg["batch_size"]), data_gen))
+    hooks.configure_estimator(model, est_cfg, training=True)
+    model.train()
+
+    def evaluate_now() -> dict[str, Any]:
+        with ema.applied(model) if ema is not None else nullcontext():
+            result = evaluate(model, data, eval_cfg=ecfg, estimator_cfg=est_cfg, step=state.step)
+        if not math.isfinite(result["nats"]):
+            raise RunFailure(f"non-finite test nats ({result['nats']}) at step {state.step}")
+        return result
+
+    def save_checkpoint() -> None:
+        ckpt.save_step(
+            ckpt_dir,
+            state.step,
+            {
+                "step": state.step,
+                "config_hash": spec.get("config_hash"),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "ema": None if ema is None else ema.state_dict(),
+                "rng": capture_rng(data_gen),
+                "best": state.best,
+                "last_eval": state.last_eval,
+            },
+        )
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    log_every, eval_every, ckpt_every = (
+        max(1, int(tcfg[k] or total)) for k in ("log_every", "eval_every", "checkpoint_every")
+    )
+    while state.step < total:
+        lr = lr_at(state.step, float(tcfg["lr"]), tcfg.get("warmup_steps"))
+        set_lr(optimizer, lr)
+        x = data.train_batch(int(tcfg["batch_size"]), data_gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss = -model.log_prob(x).mean()
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise RunFailure(f"non-finite loss ({loss_value}) at step {state.step + 1}")
+        loss.backward()
+        grad_norm = clip_gradients(params, tcfg.get("grad_clip"))
+        if not math.isfinite(grad_norm):
+            raise RunFailure(f"non-finite gradient norm ({grad_norm}) at step {state.step + 1}")
+        optimizer.step()
+        hooks.after_optimizer_step(model)
+        if ema is not None:
+            ema.update(model)
+        state.step += 1
+        step = state.step
+        metrics: dict[str, Any] = {"train_loss": loss_value, "lr": lr, "grad_norm": grad_norm}
+        if step % eval_every == 0 or step == total:
+            state.last_eval = evaluate_now()
+            if _better(state.last_eval, state.best, metric):
+                state.best = state.last_eval
+                weights = model.state_dict()
+                if ema is not None:
+                    with ema.applied(model):
+                        weights = {k: v.clone() for k, v in model.state_dict().items()}
+                ckpt.save_best(ckpt_dir, step, {"step": step, "model": weights, "eval": state.best})
+            metrics.update({f"test_{k}": state.last_eval[k] for k in ("nats", "bpd")})
+        if step % log_every == 0 or step == total or "test_nats" in metrics:
+            tracker.log_metrics(metrics, step)
+            if progress is not None and (step % log_every == 0 or step == total):
+                progress(run_key, step, total, {k: v for k, v in metrics.items() if v is not None})
+        if step % ckpt_every == 0 or step == total:
+            save_checkpoint()
+        if stop is not None and step >= stop:
+            raise SimulatedCrash(f"test hook: stopped after step {step}")
+
+    if state.last_eval is None or state.last_eval["step"] != state.step:
+        state.last_eval = evaluate_now()
+    probe = data.heldout[:PROBE_SIZE].to(device)
+    with ema.applied(model) if ema is not None else nullcontext():
+        state.certificates = compute_certificates(model, probe, estimator_cfg=est_cfg)
+        title = f"{model_cfg['family']} on {data.name} ({run_key}, step {state.step})"
+        state.plots = make_plots(model, data.shape, run_dir, make_generator(seed, "plots", device), title=title)
+    return state
