@@ -6,6 +6,7 @@ Every read command takes ``--json``; bad input is reported as one line on stderr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,15 +18,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from nflab.leaderboard import Row
+    from nflab.settings import Settings
     from nflab.store import Store
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="nflab: normalizing-flow campaigns at scale.")
+app = typer.Typer(
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    help="nflab: normalizing-flow campaigns at scale.",
+)
 db_app = typer.Typer(no_args_is_help=True, help="nflab's SQL store.")
 config_app = typer.Typer(no_args_is_help=True, help="Settings (env vars override the embedded defaults).")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -49,6 +57,18 @@ def _guard(fn: Callable[[], int | None]) -> None:
     except _bad_input_types() as exc:
         err_console.print(f"[red]error:[/red] {_one_line(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: re-run the same command to resume the campaign from its checkpoints")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if os.environ.get("NFLAB_DEBUG"):
+            raise
+        err_console.print(
+            f"[red]internal error:[/red] {type(exc).__name__}: {_one_line(exc)} (set NFLAB_DEBUG=1 for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_RUN_FAILED) from None
     raise typer.Exit(code)
 
 
@@ -57,13 +77,13 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split("\n"))
 
 
-def _settings():
+def _settings() -> Settings:
     from nflab.settings import load_settings
 
     return load_settings()
 
 
-def _store(settings):
+def _store(settings: Settings) -> Store:
     from nflab.store import Store
 
     settings.ensure_dirs()
@@ -143,7 +163,7 @@ def run(
             _print_json({"campaign_id": campaign_id, "runs": runs, "failed": outcome.failed})
         else:
             console.print(
-                _runs_table(store, campaign_id, runs, title=f"campaign {campaign_id[:8]} — {prepared.pipeline.name}")
+                _runs_table(store, campaign_id, title=f"campaign {campaign_id[:8]} — {prepared.pipeline.name}")
             )
         return EXIT_RUN_FAILED if outcome.failed else EXIT_OK
 
@@ -196,7 +216,7 @@ def leaderboard(
         store = _store(settings)
         rows = lb.leaderboard(store, dataset=dataset, metric=metric, include_reference=reference)
         if html is not None:
-            lb.write_html(rows, html, images=_density_images(store, rows))
+            lb.write_html(rows, html, images=_density_images(store, rows, settings.home))
         if json_out:
             _print_json(lb.to_json(rows))
         else:
@@ -208,9 +228,21 @@ def leaderboard(
     _guard(body)
 
 
-def _density_images(store, rows) -> dict[str, str]:
-    finder = getattr(store, "density_images", None)
-    return finder(rows) if finder else {}
+def _density_images(store: Store, rows: list[Row], home: Path) -> dict[str, str]:
+    """config_hash → a density (toy) or samples (images) PNG of one of the row's runs."""
+    images: dict[str, str] = {}
+    for row in rows:
+        if row.source != "ours" or not row.run_ids:
+            continue
+        run_row = store.get_run(row.run_ids[0])
+        if run_row is None:
+            continue
+        folder = home / "runs" / run_row["campaign_id"] / run_row["run_key"]
+        for name in ("density.png", "samples.png"):
+            if (folder / name).exists():
+                images[row.config_hash] = str(folder / name)
+                break
+    return images
 
 
 @app.command()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from nflab.cli import app
 
@@ -35,7 +35,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
-def _invoke(*args: str):  # noqa: ANN202
+def _invoke(*args: str) -> Result:
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
@@ -91,7 +91,9 @@ def test_run_status_leaderboard_logs(home: Path, tmp_path: Path, ray_local: None
 def test_nan_run_fails_with_reason_and_others_finish(home: Path, tmp_path: Path, ray_local: None) -> None:
     pipeline = tmp_path / "nan.yaml"
     pipeline.write_text(
-        PIPELINE.replace("name: cli-toy", "name: cli-nan").replace("  train.seed: [0, 1]", "  train.lr: [1.0e-3, 1.0e+9]")
+        PIPELINE.replace("name: cli-toy", "name: cli-nan").replace(
+            "  train.seed: [0, 1]", "  train.lr: [1.0e-3, 1.0e+9]"
+        )
     )
     result = _invoke("run", str(pipeline), "--json")
     assert result.exit_code == 1
