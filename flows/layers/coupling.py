@@ -76,7 +76,8 @@ class MaskedCoupling(Transform):
         self.net = net
         self.scale_kind = scale
         if scale == "tanh":
-            self.gamma = nn.Parameter(torch.zeros(len(self.idx_b) if self.vector else mask.shape[0]))
+            # γ starts at 1: with a zero-initialised conditioner the layer is the identity and still trainable
+            self.gamma = nn.Parameter(torch.ones(len(self.idx_b) if self.vector else mask.shape[0]))
 
     def _shift_and_log_scale(self, x_cond: Tensor) -> tuple[Tensor, Tensor | None]:
         h = self.net(x_cond)

@@ -71,11 +71,13 @@ def pipeline_yaml(name: str, steps: int, *, matrix: bool = True) -> str:
         "resources: {cpu: 1, gpu: 0, retries: 1}",
     ]
     if matrix:
-        lines += ["matrix:", f"  dataset.name: [{', '.join(DATASETS)}]", f"  train.seed: [{', '.join(map(str, SEEDS))}]"]
+        seeds = ", ".join(map(str, SEEDS))
+        lines += ["matrix:", f"  dataset.name: [{', '.join(DATASETS)}]", f"  train.seed: [{seeds}]"]
     return "\n".join(lines) + "\n"
 
 
 def write_pipeline(folder: Path, name: str, steps: int, *, matrix: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
     path.write_text(pipeline_yaml(name, steps, matrix=matrix), encoding="utf-8")
     return path
@@ -140,7 +142,7 @@ def calibrate(folder: Path, target_s: float) -> Calibration:
     (n1, n2), (t1, t2) = CALIBRATION_STEPS, times
     per_step = max((t2 - t1) / (n2 - n1), 1e-5)
     fixed = max(t1 - per_step * n1, 0.0)
-    steps = max(EVALS_PER_RUN * 10, int(round((target_s - fixed) / per_step / 50.0)) * 50)
+    steps = max(EVALS_PER_RUN * 10, round((target_s - fixed) / per_step / 50.0) * 50)
     return Calibration(steps, fixed, per_step * 1e3)
 
 
@@ -191,11 +193,11 @@ class CpuSampler(threading.Thread):
         self.busy: list[float] = []
         self.ticks: dict[int, int] = {}
         self.categories: dict[int, str] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         last = _proc_stat_totals()
-        while not self._stop.wait(SAMPLE_S):
+        while not self._halt.wait(SAMPLE_S):
             now = _proc_stat_totals()
             if now[1] > last[1]:
                 self.busy.append((now[0] - last[0]) / (now[1] - last[1]))
@@ -219,7 +221,7 @@ class CpuSampler(threading.Thread):
             stack.extend(children.get(pid, []))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
     def cpu_seconds(self) -> dict[str, float]:
@@ -352,9 +354,8 @@ def build_result(
         runs.rows.append([mode, str(len(walls)), f"{_mean(walls):.2f}", f"{_sd(walls):.2f}", f"{sum(walls):.1f}"])
     parts = Table("Where the nflab wall time goes", ["part", "value"])
     if plat.first_start_s is not None:
-        parts.rows.append(
-            ["start-up: command start → first run marked running (CLI, stores, Ray start)", f"{plat.first_start_s:.1f} s"]
-        )
+        label = "start-up: command start → first run marked running (CLI, stores, Ray start)"
+        parts.rows.append([label, f"{plat.first_start_s:.1f} s"])
     if plat.tail_s is not None:
         parts.rows.append(["shutdown: last run finished → command exit", f"{plat.tail_s:.1f} s"])
     if plat.mean_in_flight is not None:
