@@ -6,7 +6,7 @@ Timestamps are timezone-aware UTC (SQLite hands them back naive: the store re-at
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -40,7 +40,7 @@ RESULT_KINDS = ("best", "final", "last")
 
 def utcnow() -> datetime:
     """Now, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def test_record_result_is_idempotent_and_upserts(store: Store) -> None:
     assert count(store, "nflab_results") == 2
     assert {(r["metric"], r["value"]) for r in run["results"]} == {("nats", 2.25), ("bpd", 1.125)}
     assert (run["status"], run["mlflow_run_id"], run["wall_s"]) == ("finished", "mlf-1", 3.25)
-    assert run["finished_at"].tzinfo == timezone.utc
+    assert run["finished_at"].tzinfo == UTC
     assert run["checkpoints"][0]["uri"] == "file:///ck/100.pt"
     store.record_result(rid, result(2.0, budget="roulette-20"))  # another budget: a new row
     assert count(store, "nflab_results") == 4
@@ -214,7 +214,7 @@ def test_campaign_fields(store: Store) -> None:
     camp = store.get_campaign(cid)
     assert (camp["submission_id"], camp["status"], camp["mlflow_experiment_id"]) == ("raysubmit_abc", "running", "12")
     assert camp["pipeline_yaml"] == "name: c\n"
-    assert camp["created_at"].tzinfo == timezone.utc
+    assert camp["created_at"].tzinfo == UTC
     listed = store.list_campaigns(limit=5)
     assert [c["id"] for c in listed] == [cid] and "pipeline_yaml" not in listed[0]
 
@@ -233,7 +233,7 @@ def test_schedules_and_repro_checks(store: Store) -> None:
     store.update_schedule("hourly", enabled=True, every_s=60)
     assert store.get_schedule("hourly")["every_s"] == 60
     store.mark_schedule_run(sid)
-    assert store.get_schedule(sid)["last_run_at"].tzinfo == timezone.utc
+    assert store.get_schedule(sid)["last_run_at"].tzinfo == UTC
     c1 = store.add_repro_check(sid, "ok", {"delta": 0.01})
     c2 = store.add_repro_check(sid, "drift", {"delta": 0.5})
     assert [c["id"] for c in store.list_repro_checks(sid)] == [c2, c1]
