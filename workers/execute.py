@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
+from .runlog import RunLog
 from .tracking import Tracker
 from .train import RunFailure, TrainState, train_run
 
@@ -106,8 +107,11 @@ def execute_run(
     run_dir = Path(workdir).resolve() / run_key
     state = TrainState()
     tracker: Tracker | None = None
+    log: RunLog | None = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        log = RunLog(run_dir)
+        log.write(f"start run {run_key} (nflab run {nflab_run_id}, pid {os.getpid()}, seed {spec.get('seed')})")
         (run_dir / "pid").write_text(str(os.getpid()))
         (run_dir / "config.json").write_text(json.dumps(dict(spec), indent=2, sort_keys=True, default=str))
         tracker = Tracker.open(
@@ -119,13 +123,22 @@ def execute_run(
         )
         tracker.log_params({**dict(spec.get("config") or {}), "seed": spec.get("seed"), "repeat": spec.get("repeat")})
         train_run(
-            spec, run_dir, tracker, state, data_root=data_root, progress=progress, stop_after_step=stop_after_step
+            spec,
+            run_dir,
+            tracker,
+            state,
+            data_root=data_root,
+            progress=log.wrap(progress),
+            stop_after_step=stop_after_step,
         )
         _summarise(tracker, state, run_dir)
         tracker.finish("FINISHED")
         status, error = "finished", None
+        log.write(f"finished after {state.step} steps (resumed from {state.resumed_from})")
     except Exception as exc:  # every run-level failure is reported, not raised
         status, error = "failed", one_line(exc)
+        if log is not None:
+            log.failure(error, exc)
         if tracker is not None:
             try:
                 tracker.set_tags({"nflab.error": error})

@@ -136,3 +136,15 @@ def test_read_commands(home: Path) -> None:
     assert (home / "nflab.db").exists()
     bad = CliRunner().invoke(app, ["leaderboard", "--metric", "accuracy"])
     assert bad.exit_code == 2
+
+
+def test_logs_show_the_run_log_and_the_failure_reason(home: Path, tmp_path: Path, ray_local: None) -> None:
+    pipeline = tmp_path / "nan.yaml"
+    pipeline.write_text(PIPELINE.replace("name: cli-toy", "name: cli-logs").replace("  train.seed: [0, 1]\n", ""))
+    result = _invoke("run", str(pipeline), "--set", "train.lr=1.0e+9", "--set", "model.family=nice", "--json")
+    assert result.exit_code == 1
+    (run,) = json.loads(result.stdout)["runs"]
+    shown = _invoke("logs", run["run_key"])
+    assert shown.exit_code == 0
+    assert "start run" in shown.stdout and "failed: non-finite loss" in shown.stdout
+    assert run["error"] in shown.stdout
