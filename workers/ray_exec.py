@@ -23,12 +23,13 @@ from typing import Any
 import ray
 
 from .execute import execute_run, failed_result
+from .progress import ProgressActor, throttled_reporter
 from .tracking import absolute_tracking_uri, prepare_tracking
 
 OnResult = Callable[[str, dict], None]
 OnProgress = Callable[[str, int, int, dict], None]
 OnStart = Callable[[str], None]
-POLL_S = 0.5
+POLL_S = 1.0
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -43,29 +44,11 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
         ray.init(num_cpus=num_cpus, include_dashboard=False, **common)
 
 
-@ray.remote(num_cpus=0)
-class ProgressActor:
-    """A mailbox for ("start" | "progress", run_key, step, total, metrics) events from tasks."""
-
-    def __init__(self) -> None:
-        self._events: list[tuple[str, str, int, int, dict]] = []
-
-    def report(self, kind: str, run_key: str, step: int, total: int, metrics: dict) -> None:
-        self._events.append((kind, run_key, step, total, metrics))
-
-    def drain(self) -> list[tuple[str, str, int, int, dict]]:
-        events, self._events = self._events, []
-        return events
-
-
 def _run_in_task(
     spec: dict, workdir: str, tracking_uri: str, experiment_name: str, run_id: str, data_root: str | None, mailbox: Any
 ) -> dict:
     """Body of the Ray task: announce the start, then execute the run, reporting progress to the mailbox."""
     mailbox.report.remote("start", spec["run_key"], 0, 0, {})  # execute_run writes <workdir>/<run_key>/pid
-
-    def progress(key: str, step: int, total: int, metrics: dict) -> None:
-        mailbox.report.remote("progress", key, step, total, metrics)
 
     return execute_run(
         spec,
@@ -74,7 +57,7 @@ def _run_in_task(
         experiment_name=experiment_name,
         nflab_run_id=run_id,
         data_root=data_root,
-        progress=progress,
+        progress=throttled_reporter(mailbox),
     )
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -113,8 +114,18 @@ def run(
 
         settings = _settings()
         prepared = prepare(pipeline, set_, settings)  # all validation happens before any write
-        store = _store(settings)
-        campaign_id = campaign or open_campaign(store, prepared, settings, fresh=fresh)
+
+        def open_stores() -> tuple[Store, str]:
+            store = _store(settings)
+            return store, campaign or open_campaign(store, prepared, settings, fresh=fresh)
+
+        # the stores' set-up (migrations, MLflow's schema) overlaps with Ray's start-up
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            opened = pool.submit(open_stores)
+            from nflab.workers import ensure_ray
+
+            ensure_ray(address or settings.ray_address)
+            store, campaign_id = opened.result()
         total_steps = sum(s["config"]["train"]["steps"] for s in prepared.specs)
         done_steps: dict[str, int] = {}
         quiet = json_out or not sys.stderr.isatty()

@@ -35,7 +35,8 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -97,20 +98,33 @@ class DirectOutcome:
     walls: list[float]
     failed: list[str]
     cpu_s: float
+    started: float = 0.0  # time.time() when the loop started
+    ended: float = 0.0
+    busy: list[float] = field(default_factory=list)  # machine CPU busy samples while the loop ran
 
 
-def run_direct(specs: list[dict[str, Any]], folder: Path) -> DirectOutcome:
+def run_direct(
+    specs: list[dict[str, Any]],
+    folder: Path,
+    *,
+    store: Path | None = None,
+    before_loop: Callable[[], None] | None = None,
+) -> DirectOutcome:
     """Execute ``specs`` one after the other in this process (1 torch thread), timing only the loop."""
     from nflab.workers import prepare_tracking, run_specs_inline
 
     torch.set_num_threads(1)
     folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{(folder / 'mlflow.db').resolve()}"
-    experiment = f"bench-direct-{folder.name}"
+    uri = f"sqlite:///{(store or folder / 'mlflow.db').resolve()}"
+    experiment = "bench-direct"
     prepare_tracking(uri, experiment)  # store migrations happen here, before the clock
     results: dict[str, dict[str, Any]] = {}
     run_ids = {s["run_key"]: uuid.uuid4().hex for s in specs}
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    if before_loop is not None:
+        before_loop()
+    sampler = CpuSampler(os.getpid())
+    sampler.start()
+    started, cpu0, t0 = time.time(), time.process_time(), time.perf_counter()
     run_specs_inline(
         specs,
         workdir=folder / "runs",
@@ -120,8 +134,64 @@ def run_direct(specs: list[dict[str, Any]], folder: Path) -> DirectOutcome:
         on_result=lambda key, result: results.__setitem__(key, result),
     )
     total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    sampler.stop()
     failed = [f"{k}: {r.get('error')}" for k, r in results.items() if r.get("status") != "finished"]
-    return DirectOutcome(total, [float(r["wall_s"]) for r in results.values()], failed, cpu)
+    walls = [float(r["wall_s"]) for r in results.values()]
+    return DirectOutcome(total, walls, failed, cpu, started, started + total, sampler.busy)
+
+
+def run_pair(specs: list[dict[str, Any]], folder: Path) -> DirectOutcome:
+    """Half of the specs in each of two plain processes (no Ray), started together, sharing one MLflow store.
+
+    The wall time is from the earlier loop start to the later loop end; each process passes a barrier after its
+    imports and store set-up, so that neither loop starts alone.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    store = folder / "mlflow.db"
+    from nflab.workers import prepare_tracking
+
+    prepare_tracking(f"sqlite:///{store.resolve()}", "bench-direct")
+    go = folder / "go"
+    procs: list[subprocess.Popen[bytes]] = []
+    for i in range(2):
+        shard = folder / f"shard{i}.json"
+        shard.write_text(json.dumps({"specs": specs[i::2], "store": str(store), "go": str(go)}), encoding="utf-8")
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--shard", str(shard), str(folder / f"out{i}.json")]
+        procs.append(subprocess.Popen(cmd, cwd=folder))
+    deadline = time.monotonic() + 300
+    while not all((folder / f"out{i}.json.ready").exists() for i in range(2)):
+        if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+            raise RuntimeError("a shard process of the two-process baseline did not get ready")
+        time.sleep(0.01)
+    go.touch()
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise RuntimeError(f"shard processes exited {codes}")
+    outs = [DirectOutcome(**json.loads((folder / f"out{i}.json").read_text())) for i in range(2)]
+    started, ended = min(o.started for o in outs), max(o.ended for o in outs)
+    return DirectOutcome(
+        total_s=ended - started,
+        walls=[w for o in outs for w in o.walls],
+        failed=[f for o in outs for f in o.failed],
+        cpu_s=sum(o.cpu_s for o in outs),
+        started=started,
+        ended=ended,
+        busy=max((o.busy for o in outs), key=len),
+    )
+
+
+def _shard_main(shard: Path, out: Path) -> None:
+    """Body of one process of :func:`run_pair`: wait at the barrier, run the shard, write a DirectOutcome."""
+    job = json.loads(shard.read_text(encoding="utf-8"))
+    go = Path(job["go"])
+
+    def barrier() -> None:
+        Path(f"{out}.ready").touch()
+        while not go.exists():
+            time.sleep(0.005)
+
+    outcome = run_direct(job["specs"], out.parent / out.stem, store=Path(job["store"]), before_loop=barrier)
+    out.write_text(json.dumps(asdict(outcome)), encoding="utf-8")
 
 
 @dataclass
@@ -303,26 +373,39 @@ def _sd(values: list[float]) -> float:
 def run_orchestration(args: argparse.Namespace) -> SuiteResult:
     """The orchestration suite as called by ``run.py``."""
     target = 5.0 if args.quick else float(args.orch_run_seconds)
-    keep = args.orch_keep
     folder = Path(tempfile.mkdtemp(prefix="nflab-orch-bench-"))
-    log = print if args.orch_verbose else (lambda *a, **k: None)
+
+    def log(text: str) -> None:
+        if args.orch_verbose:
+            print(f"[orchestration] {text}", file=sys.stderr, flush=True)
+
     try:
         cal = calibrate(folder / "calibration", target)
-        log(f"[orchestration] calibration: {cal}", file=sys.stderr, flush=True)
+        log(f"calibration: {cal}")
         pipeline = write_pipeline(folder, "orch-bench", cal.steps)
         specs = load_specs(pipeline)
         direct = run_direct(specs, folder / "direct")
-        log(f"[orchestration] direct: {direct.total_s:.1f} s", file=sys.stderr, flush=True)
+        log(f"direct: {direct.total_s:.1f} s")
+        pair = run_pair(specs, folder / "pair") if args.orch_pair else None
+        if pair is not None:
+            log(f"two processes: {pair.total_s:.1f} s")
         home = folder / "nflab-home"
         home.mkdir()
         plat = run_platform(pipeline, home)
-        log(f"[orchestration] nflab: {plat.total_s:.1f} s", file=sys.stderr, flush=True)
+        log(f"nflab: {plat.total_s:.1f} s")
     finally:
-        if keep:
+        if args.orch_keep:
             print(f"[orchestration] kept {folder}", file=sys.stderr)
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    return build_result(args, target, cal, len(specs), direct, plat)
+    return build_result(args, target, cal, len(specs), direct, pair, plat)
+
+
+def _other_load(busy: list[float], total_s: float, own_cpu_s: float) -> str:
+    """CPU seconds used by processes outside the measurement while it ran (machine busy minus our own CPU)."""
+    cores = os.cpu_count() or 1
+    other = _mean(busy) * cores * total_s - own_cpu_s
+    return f"{max(other, 0.0):.1f} s ({max(other, 0.0) / (cores * total_s):.0%} of the machine)"
 
 
 def build_result(
@@ -331,26 +414,30 @@ def build_result(
     cal: Calibration,
     n_runs: int,
     direct: DirectOutcome,
+    pair: DirectOutcome | None,
     plat: PlatformOutcome,
 ) -> SuiteResult:
     """Tables and notes from the measurements."""
     cores = os.cpu_count() or 1
-    ideal = direct.total_s / min(cores, 2)
+    ideal = direct.total_s / 2
     overhead = plat.total_s / ideal - 1.0
-    busy = _mean(plat.busy)
-    summary = Table(
-        "Campaign wall time (goal: overhead < 10 %, both cores busy)",
-        ["quantity", "value"],
-    )
+    summary = Table("Campaign wall time (goal: overhead < 10 %, both cores busy)", ["quantity", "value"])
     summary.rows += [
         ["T_direct (16 runs, sequential, 1 thread, one process)", f"{direct.total_s:.1f} s"],
         ["ideal parallel time T_direct / 2", f"{ideal:.1f} s"],
         ["T_nflab (`nflab run`, 2 concurrent Ray tasks, start-up and shutdown included)", f"{plat.total_s:.1f} s"],
         ["**overhead = T_nflab / (T_direct / 2) − 1**", f"**{overhead:+.1%}**"],
-        ["mean CPU busy, both cores, while `nflab run` ran", f"{busy:.1%}"],
+        ["mean CPU busy, both cores, while `nflab run` ran", f"{_mean(plat.busy):.1%}"],
     ]
+    if pair is not None:
+        summary.rows += [
+            ["T_pair (2 plain processes × 8 runs, no Ray, one shared MLflow store)", f"{pair.total_s:.1f} s"],
+            ["machine's 2-way scaling loss = T_pair / (T_direct / 2) − 1", f"{pair.total_s / ideal - 1:+.1%}"],
+            ["platform's own overhead = T_nflab / T_pair − 1", f"{plat.total_s / pair.total_s - 1:+.1%}"],
+        ]
     runs = Table("Per run (RunResult.wall_s / the store's runs.wall_s)", ["mode", "runs", "mean s", "sd s", "sum s"])
-    for mode, walls in (("direct", direct.walls), ("nflab (Ray task)", plat.walls)):
+    modes = [("direct", direct.walls), *([("two plain processes", pair.walls)] if pair else [])]
+    for mode, walls in [*modes, ("nflab (Ray task)", plat.walls)]:
         runs.rows.append([mode, str(len(walls)), f"{_mean(walls):.2f}", f"{_sd(walls):.2f}", f"{sum(walls):.1f}"])
     parts = Table("Where the nflab wall time goes", ["part", "value"])
     if plat.first_start_s is not None:
@@ -362,9 +449,16 @@ def build_result(
         parts.rows.append(["mean runs in flight between first start and last finish", f"{plat.mean_in_flight:.2f}"])
     per_run_cost = _mean(plat.walls) / _mean(direct.walls) - 1.0 if direct.walls and plat.walls else float("nan")
     parts.rows.append(["per-run wall time, Ray task vs direct", f"{per_run_cost:+.1%}"])
-    parts.rows.append(["CPU time of the direct loop (this process)", f"{direct.cpu_s:.1f} s"])
+    parts.rows.append(["CPU time of the direct loop (one process)", f"{direct.cpu_s:.1f} s"])
+    if pair is not None:
+        parts.rows.append(["CPU time of the two plain processes", f"{pair.cpu_s:.1f} s"])
     for category, seconds in sorted(plat.cpu_by_category.items()):
         parts.rows.append([f"CPU time under `nflab run`: {category}", f"{seconds:.1f} s"])
+    parts.rows.append(["other processes' CPU during direct", _other_load(direct.busy, direct.total_s, direct.cpu_s)])
+    if pair is not None:
+        parts.rows.append(["other processes' CPU during pair", _other_load(pair.busy, pair.total_s, pair.cpu_s)])
+    own = sum(plat.cpu_by_category.values())
+    parts.rows.append(["other processes' CPU during `nflab run`", _other_load(plat.busy, plat.total_s, own)])
     settings = {
         "campaign": f"{n_runs} runs: {FAMILY} preset small × datasets {', '.join(DATASETS)} × seeds "
         f"{', '.join(map(str, SEEDS))}; batch {BATCH}, exact log-det, {EVALS_PER_RUN} evaluations on {TEST_SAMPLES} "
@@ -373,6 +467,8 @@ def build_result(
         f"{cal.fixed_s:.2f} s + {cal.per_step_ms:.2f} ms/step)",
         "direct": "`run_specs_inline` → `execute_run` in one process, torch.set_num_threads(1), temporary MLflow "
         "SQLite store (initialised before timing) and workdir",
+        "pair": "the same, the specs split in two halves over two processes started together (a barrier after "
+        "imports), one shared MLflow SQLite store" + ("" if pair else " — skipped (`--no-orch-pair`)"),
         "nflab": "`nflab run PIPELINE --json` subprocess, fresh NFLAB_HOME (SQLite store, MLflow SQLite, local Ray "
         f"with {cores} CPUs), one Ray task per run with num_cpus=1",
         "CPU sampling": f"/proc/stat every {SAMPLE_S} s; per-process CPU from /proc/<pid>/stat of the command's tree",
@@ -381,18 +477,21 @@ def build_result(
         "How the comparison is defined: the direct loop runs the 16 runs sequentially on one thread in one "
         "process; `nflab run` runs them as Ray tasks, two at a time on the two cores. Perfect orchestration would "
         "take exactly half the direct time, so the overhead is `T_nflab / (T_direct / 2) − 1`. It contains "
-        "everything the platform adds: CLI import, nflab and MLflow store set-up, Ray start-up and shutdown, "
+        "everything the platform adds (CLI import, nflab and MLflow store set-up, Ray start-up and shutdown, "
         "worker processes, progress reporting, the driver's store writes, the tail when the last runs do not "
-        "pair up, and any slowdown of two runs sharing the machine (memory bandwidth, the driver and Ray's "
-        "services competing for the same 2 cores).",
+        "pair up) and also what the machine itself loses when two runs share it (memory bandwidth, caches); "
+        "the two-plain-processes row measures the latter alone, so `T_nflab / T_pair − 1` is the platform's part.",
+        "The machine is shared: 'other processes' CPU' is the machine's busy time minus the measured processes' "
+        "own CPU. When it is not near zero the wall times above are inflated by foreign load and should be re-run "
+        "on an idle machine.",
     ]
     if args.quick:
         notes.append("`--quick`: ~5 s runs, a smoke test; the goal refers to runs of 30 s.")
     elif abs(target - 30.0) > 1e-9:
         notes.append(f"Runs of ~{target:g} s instead of the goal's 30 s (`--orch-run-seconds {target:g}`).")
-    for label, failed in (("direct", direct.failed), ("nflab", plat.failed)):
-        if failed:
-            notes.append(f"**{len(failed)} {label} runs failed**: " + "; ".join(failed[:3]))
+    for label, outcome in (("direct", direct), ("pair", pair), ("nflab", plat)):
+        if outcome is not None and outcome.failed:
+            notes.append(f"**{len(outcome.failed)} {label} runs failed**: " + "; ".join(outcome.failed[:3]))
     return SuiteResult(settings=settings, tables=[summary, runs, parts], notes=notes)
 
 
@@ -400,6 +499,12 @@ def add_orchestration_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--orch-run-seconds", type=float, default=30.0, help="target wall time of one run (1 thread)")
     group.add_argument("--orch-keep", action="store_true", help="keep the temporary folder (stores, run folders)")
     group.add_argument("--orch-verbose", action="store_true", help="print progress of the suite to stderr")
+    group.add_argument(
+        "--orch-pair",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time two plain processes (no Ray) to separate the machine's scaling loss",
+    )
 
 
 SUITE = Suite(
@@ -409,3 +514,7 @@ SUITE = Suite(
     add_arguments=add_orchestration_arguments,
     packages=("nflab", "ray", "mlflow"),
 )
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--shard":
+    _shard_main(Path(sys.argv[2]), Path(sys.argv[3]))
