@@ -4,7 +4,6 @@ nflab's own version table next to a foreign ``alembic_version``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -12,6 +11,7 @@ from sqlalchemy import create_engine, inspect, text
 from nflab import migrate
 from nflab.db_models import TABLES
 from nflab.store import Store
+from tests.dbutil import snapshot, table_names
 
 
 def _url(tmp_path: Path) -> str:
@@ -41,24 +41,6 @@ def populate(store: Store) -> None:
     )
     sid = store.add_schedule("nightly", "pipelines/catalog/x.yaml", every_s=86400, tolerance=0.05)
     store.add_repro_check(sid, "ok", {"delta": 0.01}, campaign_id=cid)
-
-
-def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every nflab table, ordered by id."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))] for t in TABLES}
-    finally:
-        engine.dispose()
-
-
-def table_names(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 def index_names(url: str, table: str) -> set[str]:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from nflab.store import AmbiguousReferenceError, Store, StoreLookupError
+from tests.dbutil import run_concurrently
 
 
 @pytest.fixture
@@ -132,11 +133,7 @@ def test_eight_threads_record_at_once(store: Store) -> None:
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently(worker, [(i,) for i in range(8)])
     assert not errors, errors
     assert count(store, "nflab_results") == 8 * n_steps * len(metrics)
     assert count(store, "nflab_checkpoints") == 8 * n_steps
@@ -158,11 +155,7 @@ def test_concurrent_add_runs_do_not_duplicate(store: Store) -> None:
         barrier.wait()
         outs.append(store.add_runs(cid, [spec(i) for i in range(20)]))
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently(worker, [()] * 6)
     assert len(outs) == 6 and all(o == outs[0] for o in outs)
     assert count(store, "nflab_runs") == 20
 

@@ -6,17 +6,11 @@ are installed (scripts/ensure-postgres.sh) and skip with the reason otherwise.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.append(_REPO)
-
-from tests.pg import PostgresServer, postgres_server, skip_reason  # noqa: E402
+from tests.pg import PostgresServer, postgres_server, skip_reason
 
 
 @pytest.fixture(scope="session")

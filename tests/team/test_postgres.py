@@ -9,12 +9,13 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, text
 
 from nflab import migrate
 from nflab.db_models import TABLES
 from nflab.leaderboard import leaderboard
 from nflab.store import AmbiguousReferenceError, Store
+from tests.dbutil import run_concurrently, snapshot, table_names
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -50,37 +51,20 @@ def _populate(store: Store) -> str:
     return cid
 
 
-def _snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))] for t in TABLES}
-    finally:
-        engine.dispose()
-
-
-def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-
-
 def test_migrations_up_down_up_keep_rows(pg_url: str) -> None:
     assert migrate.current(pg_url) is None
     with Store(pg_url) as store:
         _populate(store)
     assert migrate.current(pg_url) == migrate.head()
     migrate.check(pg_url)
-    assert _tables(pg_url) == {*TABLES, "nflab_alembic_version"}
-    before = _snapshot(pg_url)
+    assert table_names(pg_url) == {*TABLES, "nflab_alembic_version"}
+    before = snapshot(pg_url)
     assert all(before[t] for t in TABLES)
     migrate.downgrade(pg_url, "0001")
     assert migrate.current(pg_url) == "0001"
-    assert _snapshot(pg_url) == before
+    assert snapshot(pg_url) == before
     migrate.upgrade(pg_url)
-    assert _snapshot(pg_url) == before
+    assert snapshot(pg_url) == before
     migrate.check(pg_url)
 
 
@@ -95,7 +79,7 @@ def test_shares_a_database_with_a_foreign_alembic_version(pg_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["optuna_v3"]
     engine.dispose()
-    assert _tables(pg_url) == {"alembic_version", "nflab_alembic_version"}
+    assert table_names(pg_url) == {"alembic_version", "nflab_alembic_version"}
 
 
 def test_store_round_trip(pg_url: str) -> None:
@@ -146,11 +130,7 @@ def test_concurrent_writers(pg_url: str) -> None:
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_concurrently(worker, [(i,) for i in range(8)])
         assert not errors, errors
         with stores[0].engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM nflab_runs")).scalar_one() == 8
