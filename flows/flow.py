@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .exact import can_switch_to_exact, exact_logdets
 from .jacobian import brute_force_logdet
 from .transform import LogdetKind, Transform, sum_except_batch
 
@@ -50,17 +51,25 @@ class Flow(nn.Module):
     def log_prob(self, x: Tensor, *, exact: bool = False) -> Tensor:
         """log p(x) in nats, one value per sample.
 
-        ``exact=True`` replaces a stochastic or truncated log-det by the brute-force Jacobian (small D only);
-        for transforms whose log-det is already exact the analytic value is returned.
+        ``exact=True`` replaces a stochastic or truncated log-det by an exact one: each estimating block's own
+        exact path where all have one (``nflab.flows.exact``), else the brute-force Jacobian of the whole flow
+        (small D only). For transforms whose log-det is already exact the analytic value is returned.
         """
+        if exact and self.logdet_kind != "exact" and can_switch_to_exact(self.transform):
+            with exact_logdets(self.transform):
+                z, logdet = self(x)
+            return standard_normal_log_prob(z) + logdet
         z, logdet = self(x)
         if exact and self.logdet_kind != "exact":
             logdet = self.exact_logdet(x)
         return standard_normal_log_prob(z) + logdet
 
     def exact_logdet(self, x: Tensor) -> Tensor:
-        """log|det ∂f/∂x| by the full Jacobian, whatever the transform claims."""
+        """log|det ∂f/∂x| computed exactly, whatever the transform claims (see ``log_prob``)."""
         self._check_shape(x)
+        if self.logdet_kind != "exact" and can_switch_to_exact(self.transform):
+            with exact_logdets(self.transform):
+                return self(x)[1]
         return brute_force_logdet(lambda v: self.transform(v)[0], x)
 
     @torch.no_grad()

@@ -4,7 +4,9 @@
 - ``before_evaluation(model)``: e.g. tighter power iterations before evaluating.
 - ``configure_estimator(model, config, training=...)``: log-det estimator budgets (series terms, roulette
   distribution) for layers whose log-det is estimated; training and evaluation budgets differ.
-Layers opt in by defining a method of the same name; families with exact log-dets ignore all three.
+- ``regularization_loss(model)``: extra loss terms of the last forward (FFJORD's kinetic energy, Jacobian norm).
+- ``training_metrics(model)``: numbers worth logging per step (NFE, series terms used).
+Layers opt in by defining a method of the same name; families that need none of this ignore them all.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 
 def after_optimizer_step(model: nn.Module) -> None:
@@ -31,3 +33,31 @@ def configure_estimator(model: nn.Module, config: Mapping[str, Any], *, training
     for m in model.modules():
         if m is not model and hasattr(m, "configure_estimator"):
             m.configure_estimator(config, training=training)
+
+
+def regularization_loss(model: nn.Module) -> Tensor | None:
+    """Σ of ``m.regularization_loss()`` over the modules that define it (e.g. FFJORD's kinetic energy), else None.
+
+    Each module returns the penalty of its most recent forward pass, already multiplied by its coefficient; the
+    trainer adds the sum to the loss.
+    """
+    total: Tensor | None = None
+    for m in model.modules():
+        if m is not model and hasattr(m, "regularization_loss"):
+            term = m.regularization_loss()
+            if term is not None:
+                total = term if total is None else total + term
+    return total
+
+
+def training_metrics(model: nn.Module) -> dict[str, float]:
+    """Merged ``m.training_metrics()`` dicts (e.g. NFE forward/backward, series terms), for logging per step.
+
+    Values of the same key from several modules are summed (e.g. NFE over every ODE block).
+    """
+    merged: dict[str, float] = {}
+    for m in model.modules():
+        if m is not model and hasattr(m, "training_metrics"):
+            for key, value in m.training_metrics().items():
+                merged[key] = merged.get(key, 0.0) + float(value)
+    return merged

@@ -14,7 +14,12 @@ MAX_EXACT_DIM = 1024
 
 
 def jacobian_matrices(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Per-sample Jacobians ``[batch, D_out, D_in]`` of ``fn`` (a batch map, applied to one sample at a time)."""
+    """Per-sample Jacobians ``[batch, D_out, D_in]`` of ``fn``, a batch map whose samples do not interact.
+
+    First ``vmap(jacrev)``; where functorch cannot trace ``fn`` (data-dependent control flow, custom autograd
+    Functions such as implicit differentiation, ``autograd.grad`` calls inside the forward) it falls back to
+    D_out batched vector–Jacobian products with one-hot cotangents (plain autograd).
+    """
     shape = x.shape[1:]
 
     def single(xi: Tensor) -> Tensor:
@@ -23,12 +28,21 @@ def jacobian_matrices(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     flat = x.reshape(x.shape[0], -1)
     try:
         return torch.func.vmap(torch.func.jacrev(single))(flat)
-    except (
-        RuntimeError,
-        NotImplementedError,
-        ValueError,
-    ):  # data-dependent control flow: go sample by sample
-        return torch.stack([torch.func.jacrev(single)(xi) for xi in flat])
+    except (RuntimeError, NotImplementedError, ValueError, TypeError):
+        return jacobian_by_vjps(fn, x)
+
+
+def jacobian_by_vjps(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``[batch, D_out, D_in]`` by one backward pass per output coordinate (row i: ∂ Σ_b y_b,i / ∂x)."""
+    batch = x.shape[0]
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_(True)
+        y = fn(leaf).reshape(batch, -1)
+        rows = []
+        for i in range(y.shape[1]):
+            (row,) = torch.autograd.grad(y[:, i].sum(), leaf, retain_graph=i < y.shape[1] - 1)
+            rows.append(row.reshape(batch, -1))
+    return torch.stack(rows, dim=1)
 
 
 def brute_force_logdet(fn: Callable[[Tensor], Tensor], x: Tensor, *, max_dim: int = MAX_EXACT_DIM) -> Tensor:

@@ -51,17 +51,25 @@ class ModelSpec(BaseModel):
 
 
 class EstimatorSpec(Section):
-    """Log-det estimator for the residual families (exact for families with a closed-form log-det)."""
+    """Log-det estimator of the residual, implicit and monotone families; every field left out (null) keeps the
+    family's published default (e.g. roulette with a geometric N for toy Residual Flows, Poisson for images).
 
-    kind: Literal["exact", "truncated", "roulette"] = "exact"
-    n_terms: PosInt = 5
-    n_exact_terms: NonNegInt = 2
-    dist: Literal["geometric", "poisson"] = "geometric"
-    geom_p: UnitOpen = 0.5
-    poisson_lambda: PosFloat = 2.0
-    hutchinson: Literal["gaussian", "rademacher"] = "gaussian"
-    neumann_grad: bool = False
-    eval_n_exact_terms: NonNegInt = 20
+    ``kind``: ``exact`` (full Jacobian: small dimension only), ``truncated`` (``n_terms``, biased, i-ResNet) or
+    ``roulette`` (unbiased; ``n_exact_terms`` always computed, then a random number of further terms from ``dist``).
+    Evaluation uses ``eval_n_exact_terms`` exact terms. Families with a closed-form log-det ignore this section.
+    """
+
+    kind: Literal["exact", "truncated", "roulette"] | None = None
+    n_terms: PosInt | None = None
+    n_exact_terms: NonNegInt | None = None
+    dist: Literal["geometric", "poisson"] | None = None
+    geom_p: UnitOpen | None = None
+    poisson_lambda: PosFloat | None = None
+    hutchinson: Literal["gaussian", "rademacher"] | None = None
+    n_probes: PosInt | None = None
+    neumann_grad: bool | None = None
+    memory_efficient: bool | None = None
+    eval_n_exact_terms: NonNegInt | None = None
 
 
 class TrainSpec(Section):

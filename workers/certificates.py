@@ -1,9 +1,12 @@
 """Per-run certificates on a probe batch of held-out data (design §9 "beyond the references").
 
-- ``inversion_error``: max |f⁻¹(f(x)) − x| over the probe batch.
-- ``logdet_gap``: mean |exact − model| log-det, the brute-force Jacobian against the model's own (evaluation
-  budget) log-det; ``None`` above ``MAX_EXACT_DIM`` dimensions. Images use a smaller probe for this one,
-  since the brute-force Jacobian costs one backward pass per dimension.
+- ``inversion_error``: max |f⁻¹(f(x)) − x| over the probe batch (``None`` for models that are not bijections: CIF).
+- ``logdet_gap``: mean |exact − model| log-det, the exact log-det against the model's own (evaluation budget)
+  estimate; ``None`` above ``MAX_EXACT_DIM`` dimensions or without an exact log-det.
+- ``jacobian_condition`` and ``jacobian_norm``: median condition number and max spectral norm (a measured local
+  Lipschitz constant) of ∂f/∂x over the probe, from the brute-force Jacobian, for at most ``JACOBIAN_MAX_DIM``
+  dimensions (E7's conditioning plots read these).
+Images use a smaller probe for the Jacobian-based ones, since they cost one backward pass per dimension.
 Non-finite values are reported as ``None``.
 """
 
@@ -17,31 +20,44 @@ import torch
 from torch import Tensor, nn
 
 from nflab.flows import MAX_EXACT_DIM, hooks
+from nflab.flows.jacobian import jacobian_matrices
 
 PROBE_SIZE = 64
 IMAGE_LOGDET_PROBE = 8
+JACOBIAN_MAX_DIM = 64
 
 
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _jacobian_stats(model: nn.Module, sub: Tensor) -> dict[str, float | None]:
+    jac = jacobian_matrices(lambda v: model(v)[0], sub).double()
+    sv = torch.linalg.svdvals(jac)
+    cond = (sv[:, 0] / sv[:, -1]).median()
+    return {"jacobian_condition": _finite_or_none(float(cond)), "jacobian_norm": _finite_or_none(float(sv[:, 0].max()))}
+
+
 def compute_certificates(model: nn.Module, probe: Tensor, *, estimator_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Certificates of ``model`` (in the weights it holds now) on ``probe``; leaves the model in training mode."""
     dim = math.prod(probe.shape[1:])
+    bijective = getattr(model, "has_exact_log_prob", True)
     hooks.before_evaluation(model)
     hooks.configure_estimator(model, estimator_cfg, training=False)
     model.eval()
+    out: dict[str, Any] = {"inversion_error": None, "logdet_gap": None, "probe_size": int(probe.shape[0])}
     try:
+        sub = probe if probe.dim() == 2 else probe[:IMAGE_LOGDET_PROBE]
         with torch.no_grad():
-            z, _ = model(probe)
-            inv_err = float((model.inverse(z) - probe).abs().max())
-            gap = None
-            if dim <= MAX_EXACT_DIM:
-                sub = probe if probe.dim() == 2 else probe[:IMAGE_LOGDET_PROBE]
+            if bijective:
+                z, _ = model(probe)
+                out["inversion_error"] = _finite_or_none(float((model.inverse(z) - probe).abs().max()))
+            if bijective and dim <= MAX_EXACT_DIM:
                 _, model_ld = model(sub)
-                gap = _finite_or_none(float((model.exact_logdet(sub) - model_ld).abs().mean()))
+                out["logdet_gap"] = _finite_or_none(float((model.exact_logdet(sub) - model_ld).abs().mean()))
+        if bijective and dim <= JACOBIAN_MAX_DIM:
+            out.update(_jacobian_stats(model, sub))
     finally:
         model.train()
         hooks.configure_estimator(model, estimator_cfg, training=True)
-    return {"inversion_error": _finite_or_none(inv_err), "logdet_gap": gap, "probe_size": int(probe.shape[0])}
+    return out

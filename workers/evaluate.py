@@ -23,7 +23,9 @@ DEFAULT_EVAL_TERMS = 20
 
 
 def use_exact(model: nn.Module, dim: int, eval_cfg: Mapping[str, Any]) -> bool:
-    """Whether evaluation uses an exact log-det (see module docstring)."""
+    """Whether evaluation uses an exact log-det (see module docstring); never for models without one (CIF)."""
+    if not getattr(model, "has_exact_log_prob", True):
+        return False
     mode = eval_cfg.get("exact", "auto")
     if mode is True or str(mode).lower() == "true":
         return True
@@ -33,8 +35,20 @@ def use_exact(model: nn.Module, dim: int, eval_cfg: Mapping[str, Any]) -> bool:
 
 
 def budget_label(model: nn.Module, exact: bool, estimator_cfg: Mapping[str, Any]) -> str:
-    """The estimator budget string recorded next to every result."""
+    """The estimator budget string recorded next to every result: ``exact``, ``rr-20``, ``series-5``, ``iwae-100``."""
     if exact:
+        return "exact"
+    samples = getattr(model, "num_importance_samples", None)
+    if samples is not None and not getattr(model, "has_exact_log_prob", True):
+        return f"iwae-{samples}"
+    for m in model.modules():
+        cfg = getattr(m, "logdet_config", None)
+        if cfg is not None and hasattr(cfg, "kind"):
+            if cfg.kind == "truncated":
+                return f"series-{cfg.n_terms}"
+            if cfg.kind == "roulette":
+                return f"rr-{cfg.eval_n_exact_terms}"
+    if model.logdet_kind == "exact":
         return "exact"
     terms = estimator_cfg.get("eval_n_exact_terms") or DEFAULT_EVAL_TERMS
     return f"{'rr' if model.logdet_kind == 'unbiased' else 'series'}-{terms}"

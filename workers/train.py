@@ -1,7 +1,7 @@
 """The training loop of one run: seed, build, (resume), train, evaluate, checkpoint, certify, plot.
 
-Order per step: lr warm-up → fresh batch → loss = −mean log p (nats) → backward → clip → optimiser step →
-``hooks.after_optimizer_step`` → EMA update. Every ``log_every`` steps: metrics and progress; every
+Order per step: lr warm-up → fresh batch → loss = −mean log p (nats) + the model's regularisers → backward →
+clip → optimiser step → ``hooks.after_optimizer_step`` → EMA update. Every ``log_every`` steps: metrics and progress; every
 ``eval_every`` steps and at the end: held-out evaluation (with EMA weights when ``train.ema`` is set); every
 ``checkpoint_every`` steps and at the end: a checkpoint holding everything needed for a bit-identical resume
 (model, optimiser, EMA, all RNG states including the data generator, best-so-far, last evaluation).
@@ -203,6 +203,9 @@ def train_run(
         x = data.train_batch(int(tcfg["batch_size"]), data_gen)
         optimizer.zero_grad(set_to_none=True)
         loss = -model.log_prob(x).mean()
+        penalty = hooks.regularization_loss(model)
+        if penalty is not None:
+            loss = loss + penalty
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise RunFailure(f"non-finite loss ({loss_value}) at step {state.step + 1}")
@@ -210,13 +213,14 @@ def train_run(
         grad_norm = clip_gradients(params, tcfg.get("grad_clip"))
         if not math.isfinite(grad_norm):
             raise RunFailure(f"non-finite gradient norm ({grad_norm}) at step {state.step + 1}")
+        extra = hooks.training_metrics(model)  # read before the next forward resets them (NFE, solver iterations)
         optimizer.step()
         hooks.after_optimizer_step(model)
         if ema is not None:
             ema.update(model)
         state.step += 1
         step = state.step
-        metrics: dict[str, Any] = {"train_loss": loss_value, "lr": lr, "grad_norm": grad_norm}
+        metrics: dict[str, Any] = {"train_loss": loss_value, "lr": lr, "grad_norm": grad_norm, **extra}
         if step % eval_every == 0 or step == total:
             state.last_eval = evaluate_now()
             if _better(state.last_eval, state.best, metric):

@@ -1,5 +1,8 @@
 """The flow families; importing this package registers them."""
 
-from . import glow, maf, nice, realnvp
+from . import ffjord, glow, idensenet, implicit, iresnet, maf, monotone, nice, realnvp, resflow
 
-__all__ = ["glow", "maf", "nice", "realnvp"]
+# isort: split
+from . import cif  # last: it wraps the others, and registration order is the order of available()
+
+__all__ = ["cif", "ffjord", "glow", "idensenet", "implicit", "iresnet", "maf", "monotone", "nice", "realnvp", "resflow"]

@@ -35,7 +35,7 @@ def test_valid_pipeline_loads_with_defaults() -> None:
     assert pipeline.name == "toy"
     assert pipeline.train.steps == 100
     assert pipeline.train.batch_size == 500
-    assert pipeline.estimator.kind == "exact"
+    assert pipeline.estimator.kind is None  # the family's published default
     assert pipeline.resources.retries == 2
 
 

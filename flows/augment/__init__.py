@@ -1,0 +1,130 @@
+"""Wrappers every family accepts through ``build``: variational dequantization and padding.
+
+``AugmentConfig`` holds the common options (``dequantization``, ``padding`` and theirs); the registry validates
+them next to each family's own, builds the family on the padded shape and calls ``augment_flow``, which wraps
+the built flow: ``DequantizedFlow(PaddedFlow(inner))`` — dequantization first (it needs the data's bins),
+padding next, the family last. With the defaults (uniform dequantization, no padding) the flow is unchanged.
+Options that cannot matter are reset to their defaults (padding options when padding = 0, dequantization
+options when it is uniform), so that equal runs resolve to equal configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..flow import Flow
+from .dequantization import DequantizedFlow, UniformDequantizer, VariationalDequantizer
+from .padding import PaddedFlow, default_padding_std, jacobian_condition_number, padded_shape
+from .wrapped import WrappedFlow
+
+
+def _option(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class AugmentConfig:
+    """Options common to every family (its methods avoid the name ``validate``, which combined configs must
+    resolve to the family's own)."""
+
+    dequantization: Literal["uniform", "variational"] = _option(
+        "uniform", "discrete data: uniform (the data's own noise) or a learned q(u|k) (variational, Flow++)"
+    )
+    dequantization_bins: int = _option(256, "variational: levels n of the data, k = floor(n·x) (17 for digits)")
+    dequantization_blocks: int = _option(4, "variational: conditional affine couplings in q(u|k)")
+    dequantization_hidden: tuple[int, ...] = _option((32, 32), "variational: hidden widths of q's nets")
+    dequantization_samples: int = _option(1, "variational: importance samples K of log_prob in eval mode")
+    padding: int = _option(0, "extra coordinates (vectors) or channels (images) appended for the flow")
+    padding_kind: Literal["zero", "gaussian"] = _option(
+        "gaussian", "padding values: zeros (joint density at 0) or Gaussian noise (an ELBO)"
+    )
+    padding_std: float | None = _option(
+        None, "Gaussian padding σ (null: 1 for vectors; 1/8 around 1/2, truncated to (0, 1), for images)"
+    )
+
+    def violations(self) -> list[tuple[str, Any, str]]:
+        """(option, value, what is allowed) for every value out of range."""
+        found: list[tuple[str, Any, str]] = []
+        for key, low in (("dequantization_bins", 2), ("dequantization_blocks", 1), ("dequantization_samples", 1)):
+            if getattr(self, key) < low:
+                found.append((key, getattr(self, key), f"an integer >= {low}"))
+        if any(w < 1 for w in self.dequantization_hidden) or not self.dequantization_hidden:
+            found.append(("dequantization_hidden", self.dequantization_hidden, "a non-empty list of integers >= 1"))
+        if self.padding < 0:
+            found.append(("padding", self.padding, "an integer >= 0"))
+        if self.padding_std is not None and not self.padding_std > 0:
+            found.append(("padding_std", self.padding_std, "a number > 0 or null"))
+        return found
+
+    def normalized(self) -> AugmentConfig:
+        """The same wrapping with the options that cannot matter reset to their defaults."""
+        out = dataclasses.replace(self)
+        default = AugmentConfig()
+        if out.padding == 0:
+            out.padding_kind, out.padding_std = default.padding_kind, default.padding_std
+        if out.dequantization == "uniform":
+            for key in ("dequantization_bins", "dequantization_blocks", "dequantization_hidden"):
+                setattr(out, key, getattr(default, key))
+            out.dequantization_samples = default.dequantization_samples
+        return out
+
+
+AUGMENT_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AugmentConfig))
+
+
+def augment_part(config: Any) -> AugmentConfig:
+    """The augmentation options held by a resolved config (the defaults when it holds none)."""
+    if not isinstance(config, AugmentConfig):
+        return AugmentConfig()
+    return AugmentConfig(**{key: getattr(config, key) for key in AUGMENT_OPTIONS})
+
+
+def augment_flow(flow: Flow, shape: Sequence[int], options: AugmentConfig) -> Flow:
+    """Wrap ``flow`` (built on ``padded_shape(shape, options.padding)``) for data of ``shape``."""
+    shape = tuple(int(s) for s in shape)
+    name, config = flow.name, flow.config
+    if options.padding > 0:
+        flow = PaddedFlow(
+            flow,
+            shape,
+            padding=options.padding,
+            kind=options.padding_kind,
+            std=options.padding_std,
+            name=name,
+            config=config,
+        )
+    if options.dequantization == "variational":
+        dequantizer = VariationalDequantizer(
+            shape,
+            options.dequantization_bins,
+            blocks=options.dequantization_blocks,
+            hidden=options.dequantization_hidden,
+        )
+        flow = DequantizedFlow(
+            flow,
+            dequantizer,
+            n_bins=options.dequantization_bins,
+            num_samples=options.dequantization_samples,
+            name=name,
+            config=config,
+        )
+    return flow
+
+
+__all__ = [
+    "AUGMENT_OPTIONS",
+    "AugmentConfig",
+    "DequantizedFlow",
+    "PaddedFlow",
+    "UniformDequantizer",
+    "VariationalDequantizer",
+    "WrappedFlow",
+    "augment_flow",
+    "augment_part",
+    "default_padding_std",
+    "jacobian_condition_number",
+    "padded_shape",
+]

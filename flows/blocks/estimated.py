@@ -1,0 +1,78 @@
+"""The part every Lipschitz block shares: a configurable log-det estimator budget and a fixed-point solver.
+
+The block is built with its family's published estimator (``LogDetConfig``) and solver (``SolverConfig``);
+``configure_estimator`` (called by the trainer through ``nflab.flows.hooks``) overrides any option given by the
+pipeline's ``estimator`` section, always starting again from the built defaults. ``exact_override`` (set by
+``nflab.flows.exact.exact_logdets``) switches every estimate to the exact full-Jacobian path of the branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..logdet import LogDetConfig, PowerSeriesLogDet
+from ..solvers import SolverConfig, SolverReport
+from ..transform import LogdetKind, Transform
+
+# pipeline ``estimator`` keys → LogDetConfig fields (the rest have the same name)
+_RENAMED = {"hutchinson": "probe"}
+
+
+class Negated(nn.Module):
+    """x ↦ −g(x): the branch of the inverse monotone solve (w − g(w) = √2·y)."""
+
+    def __init__(self, g: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.g = g
+
+    def forward(self, x: Tensor) -> Tensor:
+        return -self.g(x)
+
+
+class EstimatedLogDetBlock(Transform):
+    """Base class: holds the built estimator options, the solver options and the last solver reports."""
+
+    def __init__(self, logdet: LogDetConfig, solver: SolverConfig) -> None:
+        super().__init__()
+        self.built_logdet = logdet.validate()
+        self.logdet_config = logdet
+        self.solver_config = solver
+        self.exact_override = False
+        self.solver_reports: dict[str, SolverReport] = {}
+
+    def estimators(self) -> list[PowerSeriesLogDet]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def kind(self) -> LogdetKind:
+        return self.logdet_config.logdet_kind  # type: ignore[return-value]
+
+    def configure_estimator(self, config: Mapping[str, Any], *, training: bool) -> None:
+        """Apply the pipeline's estimator options (nulls keep the family default) on top of the built ones."""
+        overrides = {_RENAMED.get(k, k): v for k, v in config.items() if v is not None}
+        known = set(LogDetConfig.__dataclass_fields__)
+        self.logdet_config = self.built_logdet.updated(**{k: v for k, v in overrides.items() if k in known})
+        for est in self.estimators():
+            est.configure(self.logdet_config)
+
+    def estimate(self, estimator: PowerSeriesLogDet, g: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(g(x), log-det series of J_g(x)) with the configured budget, or exactly under ``exact_override``."""
+        if not self.exact_override or self.logdet_config.kind == "exact":
+            return estimator(g, x, training=self.training, params=tuple(g.parameters()))
+        estimator.configure(self.logdet_config.updated(kind="exact"))
+        try:
+            return estimator(g, x, training=self.training, params=tuple(g.parameters()))
+        finally:
+            estimator.configure(self.logdet_config)
+
+    def training_metrics(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for key, report in self.solver_reports.items():
+            metrics[f"solver_iterations_{key}"] = float(report.iterations)
+        terms = [est.last_n_terms for est in self.estimators() if getattr(est, "last_n_terms", None)]
+        if terms:
+            metrics["series_terms"] = float(sum(terms))
+        return metrics
