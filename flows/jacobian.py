@@ -33,16 +33,27 @@ def jacobian_matrices(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
 
 def jacobian_by_vjps(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``[batch, D_out, D_in]`` by one backward pass per output coordinate (row i: ∂ Σ_b y_b,i / ∂x)."""
+    """``[batch, D_out, D_in]`` by one backward pass per output coordinate (row i: ∂ Σ_b y_b,i / ∂x).
+
+    The D_out cotangents go through one batched backward (``is_grads_batched``) where autograd can vmap the
+    backward graph, else one by one (e.g. through a solver with data-dependent stopping in its backward).
+    """
     batch = x.shape[0]
     with torch.enable_grad():
         leaf = x.detach().requires_grad_(True)
         y = fn(leaf).reshape(batch, -1)
-        rows = []
-        for i in range(y.shape[1]):
-            (row,) = torch.autograd.grad(y[:, i].sum(), leaf, retain_graph=i < y.shape[1] - 1)
-            rows.append(row.reshape(batch, -1))
-    return torch.stack(rows, dim=1)
+        d_out = y.shape[1]
+        eye = torch.eye(d_out, dtype=y.dtype, device=y.device).unsqueeze(1).expand(d_out, batch, d_out)
+        try:
+            (rows,) = torch.autograd.grad(y, leaf, eye, retain_graph=True, is_grads_batched=True)
+            return rows.reshape(d_out, batch, -1).transpose(0, 1)
+        except (RuntimeError, NotImplementedError, ValueError, TypeError):
+            pass
+        cols = []
+        for i in range(d_out):
+            (row,) = torch.autograd.grad(y[:, i].sum(), leaf, retain_graph=i < d_out - 1)
+            cols.append(row.reshape(batch, -1))
+    return torch.stack(cols, dim=1)
 
 
 def brute_force_logdet(fn: Callable[[Tensor], Tensor], x: Tensor, *, max_dim: int = MAX_EXACT_DIM) -> Tensor:

@@ -19,3 +19,7 @@ if _REPO not in sys.path:
 @pytest.fixture(autouse=True)
 def _seed_torch() -> None:
     torch.manual_seed(1234)
+
+
+# Small tensors: one intra-op thread avoids OpenMP overhead and oversubscription (tests run beside Ray workers).
+torch.set_num_threads(1)

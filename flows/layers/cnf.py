@@ -10,27 +10,23 @@ kinetic energy ∫ ‖f‖²/D dt and Jacobian Frobenius norm ∫ ‖∂f/∂z�
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from ..logdet.config import ProbeKind
+from ..logdet.probes import sample_probe
 from ..transform import LogdetKind, Transform
-from .divergence import (
-    NOISE_KINDS,
-    DivergenceKind,
-    NoiseKind,
-    exact_divergence,
-    hutchinson_divergence,
-    sample_noise,
-)
+from .divergence import DIVERGENCES, DivergenceKind, exact_divergence, hutchinson_divergence
 
 SolverName = Literal["dopri5", "dopri8", "bosh3", "adaptive_heun", "rk4", "midpoint", "euler"]
 ADAPTIVE_SOLVERS: tuple[str, ...] = ("dopri5", "dopri8", "bosh3", "adaptive_heun")
 FIXED_STEP_SOLVERS: tuple[str, ...] = ("rk4", "midpoint", "euler")
-DIVERGENCES: tuple[str, ...] = ("brute_force", "hutchinson")
+NOISE_KINDS: tuple[str, ...] = ("gaussian", "rademacher")
 
 
 def _all_finite(state: Tensor | tuple[Tensor, ...]) -> bool:
@@ -175,10 +171,12 @@ class CNF(Transform):
     """One FFJORD block: forward(x) = (z(T), ∫₀ᵀ tr ∂f/∂z dt), inverse integrates T → 0; log p(x) = log N(z) + logdet.
 
     ``divergence``: ``brute_force`` (exact, D VJPs per evaluation — log-det kind ``exact``) or ``hutchinson``
-    (εᵀ(∂f/∂z)ε with ε drawn once per forward call and fixed for every solver step — kind ``unbiased``). In eval
-    mode a state of at most ``exact_eval_max_dim`` dimensions uses the exact divergence anyway (FFJORD's 2-D rule).
-    ``generator`` (optional) draws ε. Regulariser coefficients > 0 add their penalty of the last training-mode
-    forward to :meth:`regularization_loss`; NFE per phase is in :meth:`training_metrics` and ``nfe_*``.
+    (εᵀ(∂f/∂z)ε with ε drawn once per forward call from ``generator`` and fixed for every solver step of that
+    call, the adjoint pass included — kind ``unbiased``). The exact divergence is used anyway in eval mode when a
+    sample has at most ``exact_eval_max_dim`` dimensions (FFJORD's 2-D rule), under ``exact_override``
+    (``nflab.flows.exact``) and after ``configure_estimator({"kind": "exact"})``. Regulariser coefficients > 0 add
+    their penalty of the last training-mode forward to :meth:`regularization_loss`; the number of function
+    evaluations (NFE) per phase is in :meth:`training_metrics` and the ``nfe_*`` attributes.
     """
 
     def __init__(
@@ -188,7 +186,7 @@ class CNF(Transform):
         end_time: float = 0.5,
         train_end_time: bool = True,
         divergence: DivergenceKind = "brute_force",
-        noise: NoiseKind = "gaussian",
+        noise: ProbeKind = "gaussian",
         exact_eval_max_dim: int = 2,
         solver: ODESolverOptions | None = None,
         kinetic_energy: float = 0.0,
@@ -209,29 +207,39 @@ class CNF(Transform):
                 raise ValueError(f"{name}: {value!r} is not a number >= 0")
         self.dynamics = CNFDynamics(net, end_time, train_end_time, solver or ODESolverOptions())
         self.divergence = divergence
-        self.noise_kind = noise
+        self.built_noise = noise
+        self.noise_kind: str = noise
         self.exact_eval_max_dim = int(exact_eval_max_dim)
         self.kinetic_energy = float(kinetic_energy)
         self.jacobian_frobenius = float(jacobian_frobenius)
         self.generator = generator
+        self.estimator_exact = False  # configure_estimator({"kind": "exact"})
+        self.exact_override = False  # nflab.flows.exact.exact_logdets
         self._regularization: Tensor | None = None
 
     @property
     def kind(self) -> LogdetKind:
-        return "exact" if self.divergence == "brute_force" else "unbiased"
+        return "exact" if self.divergence == "brute_force" or self.estimator_exact else "unbiased"
 
     @property
     def end_time(self) -> Tensor:
+        """T = s²."""
         return self.dynamics.end_time
 
     @property
     def solver(self) -> ODESolverOptions:
         return self.dynamics.options
 
+    def uses_exact_divergence(self, dim: int) -> bool:
+        """Whether a forward call on samples of ``dim`` dimensions computes tr(∂f/∂z) exactly."""
+        if self.kind == "exact" or self.exact_override:
+            return True
+        return not self.training and dim <= self.exact_eval_max_dim
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         dyn = self.dynamics
-        dyn.exact = self.divergence == "brute_force" or (not self.training and x[0].numel() <= self.exact_eval_max_dim)
-        dyn.noise = None if dyn.exact else sample_noise(x, self.noise_kind, self.generator)  # once per solve
+        dyn.exact = self.uses_exact_divergence(x[0].numel())
+        dyn.noise = None if dyn.exact else sample_probe(x, self.noise_kind, self.generator)  # type: ignore[arg-type]
         dyn.kinetic = self.training and self.kinetic_energy > 0
         dyn.frobenius = self.training and self.jacobian_frobenius > 0
         zeros = x.new_zeros(x.shape[0])
@@ -239,28 +247,31 @@ class CNF(Transform):
         z, logdet, *penalties = self._solve(state, "forward")
         self._regularization = None
         if penalties:
-            coefficients = [c for c, on in ((self.kinetic_energy, dyn.kinetic), (self.jacobian_frobenius, dyn.frobenius)) if on]
-            self._regularization = sum(c * p.mean() for c, p in zip(coefficients, penalties))  # type: ignore[assignment]
+            weights = [
+                c for c, on in ((self.kinetic_energy, dyn.kinetic), (self.jacobian_frobenius, dyn.frobenius)) if on
+            ]
+            self._regularization = sum(w * p.mean() for w, p in zip(weights, penalties))  # type: ignore[assignment]
         return z, logdet
 
     def inverse(self, z: Tensor) -> Tensor:
         return self._solve((z,), "inverse")[0]
 
     def _solve(self, state: tuple[Tensor, ...], phase: str) -> tuple[Tensor, ...]:
+        """Integrate ``state`` over unit time (0 → 1 for ``forward``, 1 → 0 for ``inverse``); errors → ODESolveError."""
         dyn, opts = self.dynamics, self.dynamics.options
         ref = state[0]
         times = torch.tensor([0.0, 1.0] if phase == "forward" else [1.0, 0.0], dtype=ref.dtype, device=ref.device)
         y0: Tensor | tuple[Tensor, ...] = state if len(state) > 1 else state[0]
-        options = {} if opts.adaptive else {"step_size": float(opts.step_size) / dyn.end_time.item()}  # type: ignore[arg-type]
-        kwargs = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "options": options}
+        step = {} if opts.adaptive else {"step_size": opts.step_size / dyn.end_time.item()}  # type: ignore[operator]
+        kwargs: dict[str, Any] = {"rtol": opts.rtol, "atol": opts.atol, "method": opts.method, "options": step}
         dyn.begin(phase)
         try:
             if opts.adjoint and torch.is_grad_enabled():
-                params = tuple(p for p in dyn.parameters() if p.requires_grad)
+                params = tuple(p for p in dyn.parameters() if p.requires_grad)  # incl. s of T = s²
                 solution = odeint_adjoint(dyn, y0, times, adjoint_params=params, **kwargs)
             else:
                 solution = odeint(dyn, y0, times, **kwargs)
-        except AssertionError as err:  # torchdiffeq reports underflow / non-finite state / step limits by assert
+        except AssertionError as err:  # torchdiffeq reports underflow, non-finite state, step limits by assert
             raise dyn.failure(str(err).split(":")[0]) from err
         finally:
             dyn.phase = "backward"
@@ -270,13 +281,22 @@ class CNF(Transform):
             raise dyn.failure("non-finite result", phase)
         return final
 
-    # --- training hooks (found by duck typing, see nflab.flows.hooks) ---------------------------------------------
+    # --- hooks found by duck typing (nflab.flows.hooks) -----------------------------------------------------------
+    def configure_estimator(self, config: Mapping[str, Any], *, training: bool) -> None:
+        """The pipeline ``estimator`` options that apply to a CNF: ``kind: exact`` → exact divergence (any other
+        kind: the built one); ``hutchinson`` (or ``probe``): gaussian / rademacher noise. Series options are ignored."""
+        self.estimator_exact = config.get("kind") == "exact"
+        noise = config.get("hutchinson", config.get("probe"))
+        if noise is not None and noise not in NOISE_KINDS:
+            raise ValueError(f"estimator.hutchinson: {noise!r} is not one of: {', '.join(NOISE_KINDS)}")
+        self.noise_kind = noise if noise is not None else self.built_noise
+
     def regularization_loss(self) -> Tensor | None:
         """κ·mean ∫‖f‖²/D dt + λ·mean ∫‖∂f/∂z‖²_F/D dt of the last forward in training mode; None if off or in eval."""
         return self._regularization
 
     def training_metrics(self) -> dict[str, float]:
-        """Function evaluations of the last forward solve and of the backward pass after it, and T."""
+        """NFE of the last forward solve and of the backward pass after it, and T (summed over blocks: Σ T)."""
         return {
             "nfe_forward": float(self.nfe_forward),
             "nfe_backward": float(self.nfe_backward),
@@ -285,15 +305,18 @@ class CNF(Transform):
 
     @property
     def nfe_forward(self) -> int:
+        """Function evaluations of the last forward solve."""
         return self.dynamics.evaluations["forward"]
 
     @property
     def nfe_backward(self) -> int:
-        """Evaluations since the last forward outside any solve: the adjoint pass (0 with ``adjoint=False``)."""
+        """Evaluations since the last forward outside any solve: the adjoint pass (0 with ``adjoint=False``, whose
+        backward runs through the recorded solver graph instead)."""
         return self.dynamics.evaluations["backward"]
 
     @property
     def nfe_inverse(self) -> int:
+        """Function evaluations of the last inverse solve."""
         return self.dynamics.evaluations["inverse"]
 
     def extra_repr(self) -> str:

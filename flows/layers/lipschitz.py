@@ -434,9 +434,12 @@ class SpectralConv2d(LipschitzNormalizedLayer):
         spatial = (int(x.shape[-2]), int(x.shape[-1]))
         if self._spatial is None:
             self._spatial = spatial
+            try:
+                self._initialize_vectors()  # random starts: raises inside vmap (randomness="error")
+            except BaseException:
+                self._spatial = None  # stay uninitialised, so that a later plain forward can start over
+                raise
             self.spatial_dims = torch.tensor(spatial, dtype=torch.long, device=self.spatial_dims.device)
-            if not self.frozen:
-                self._initialize_vectors()
         elif spatial != self._spatial:
             raise ValueError(
                 f"SpectralConv2d was normalised for inputs of size {self._spatial[0]}×{self._spatial[1]}, "

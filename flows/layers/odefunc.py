@@ -8,6 +8,7 @@ after every layer but the last.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -156,4 +157,4 @@ def dynamics_net(
         raise ValueError(f"shape: {tuple(shape)!r} is not (d,) for vectors or (c, h, w) for images")
     layer_cls = LAYERS[layer_type][0 if len(shape) == 1 else 1]
     widths = [int(shape[0]), *(int(h) for h in hidden), int(shape[0])]
-    return ODENet([layer_cls(a, b) for a, b in zip(widths[:-1], widths[1:])], activation)
+    return ODENet([layer_cls(a, b) for a, b in itertools.pairwise(widths)], activation)

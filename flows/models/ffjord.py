@@ -11,12 +11,15 @@ resolved from the shape.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
+from ..jacobian import MAX_EXACT_DIM
 from ..layers import FactorOut, Squeezed
 from ..layers.cnf import CNF, FIXED_STEP_SOLVERS, ODESolverOptions, SolverName
-from ..layers.divergence import DivergenceKind, NoiseKind
+from ..layers.divergence import DivergenceKind
 from ..layers.odefunc import Activation, LayerType, dynamics_net
+from ..logdet.config import ProbeKind
 from ..registry import register
 from ..transform import Compose, Transform
 from .common import Preprocess, halvings, option, preprocessing, require
@@ -44,8 +47,8 @@ class FFJORDConfig:
     divergence: DivergenceKind | None = option(
         None, "brute_force (exact, D VJPs) or hutchinson (unbiased, one VJP); None: brute_force / hutchinson"
     )
-    noise: NoiseKind | None = option(None, "Hutchinson noise ε; None: gaussian (vectors) / rademacher (images)")
-    exact_eval_max_dim: int = option(2, "in eval mode use the exact divergence when a sample has at most this many dims")
+    noise: ProbeKind | None = option(None, "Hutchinson noise ε; None: gaussian (vectors) / rademacher (images)")
+    exact_eval_max_dim: int = option(2, "eval mode: exact divergence for samples of at most this many dimensions")
     solver: SolverName = option("dopri5", "torchdiffeq method (rk4, midpoint, euler need step_size)")
     atol: float = option(1e-5, "absolute tolerance of adaptive solvers")
     rtol: float = option(1e-5, "relative tolerance of adaptive solvers")
@@ -131,6 +134,13 @@ def _scale(shape: tuple[int, int, int], index: int, n_scales: int, cfg: FFJORDCo
 )
 def build_ffjord(shape: tuple[int, ...], cfg: FFJORDConfig) -> Transform:
     cfg = cfg.for_shape(shape)
+    dim = math.prod(shape)
+    require(
+        cfg.divergence == "hutchinson" or dim <= MAX_EXACT_DIM,
+        "ffjord.divergence",
+        cfg.divergence,
+        f"hutchinson for samples of {dim} > {MAX_EXACT_DIM} dimensions (brute_force needs D VJPs per evaluation)",
+    )
     if len(shape) == 1:
         return Compose(*[make_cnf(shape, cfg) for _ in range(cfg.blocks)])  # type: ignore[arg-type]
     c, h, w = shape

@@ -18,11 +18,14 @@ from nflab.flows.layers.lipschitz import SpectralConv2d, SpectralLinear, lipschi
 
 
 @pytest.fixture(autouse=True)
-def _float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
+def _float64_one_thread() -> Iterator[None]:
+    """float64 for correctness; one intra-op thread, since these tiny ops crawl when OpenMP threads contend."""
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
     torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
     yield
-    torch.set_default_dtype(previous)
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(threads)
 
 
 def _jacobian_norm(fn: nn.Module, x: Tensor) -> float:

@@ -31,6 +31,7 @@ VARIANTS: dict[str, list[dict]] = {
     "iresnet": [{"preset": "small"}],
     "monotone": [{"preset": "small"}],
     "implicit": [{"preset": "small"}, {"preset": "small", "solver": "anderson"}],
+    "ffjord": [{"preset": "small", "hidden": [16], "divergence": "brute_force", "atol": 1e-8, "rtol": 1e-8}],
 }
 ESTIMATED = ("resflow", "idensenet", "iresnet", "monotone", "implicit")
 # the solver-based families differentiate through implicit solves: one image shape keeps the run short

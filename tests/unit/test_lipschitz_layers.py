@@ -25,11 +25,14 @@ INF = float("inf")
 
 
 @pytest.fixture(autouse=True)
-def _float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
+def _float64_one_thread() -> Iterator[None]:
+    """float64 for correctness; one intra-op thread, since these tiny ops crawl when OpenMP threads contend."""
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
     torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
     yield
-    torch.set_default_dtype(previous)
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(threads)
 
 
 def _conv_matrix(weight: Tensor, shape: tuple[int, int, int], *, stride: int, padding: int) -> Tensor:
@@ -281,6 +284,16 @@ def test_conv_state_dict_round_trips_into_a_fresh_module() -> None:
     assert torch.equal(fresh(x), layer(x))  # the loaded u, v are used: no fresh random init at this forward
     with pytest.raises(ValueError, match="5×5"):
         fresh(torch.randn(1, 2, 6, 6))
+
+
+def test_a_failed_lazy_init_leaves_the_conv_uninitialised() -> None:
+    layer = SpectralConv2d(2, 2, 3, padding=1)
+    x = torch.randn(2, 2, 4, 4)
+    with pytest.raises(RuntimeError, match="random"):  # random starts are refused inside vmap
+        torch.func.vmap(layer)(x.unsqueeze(1))
+    assert not layer.is_initialized and layer.spatial_dims.tolist() == [0, 0]
+    out = layer(x)
+    torch.testing.assert_close(torch.func.vmap(layer)(x.unsqueeze(1)).squeeze(1), out)
 
 
 def test_conv_net_state_dict_round_trip() -> None:
