@@ -1,7 +1,8 @@
 """The training loop of one run: seed, build, (resume), train, evaluate, checkpoint, certify, plot.
 
 Order per step: lr warm-up → fresh batch → loss = −mean log p (nats) + the model's regularisers → backward →
-clip → optimiser step → ``hooks.after_optimizer_step`` → EMA update. Every ``log_every`` steps: metrics and progress; every
+clip → optimiser step → ``hooks.after_optimizer_step`` → EMA update. Every ``log_every`` steps: metrics (with the
+model's ``training_metrics``: NFE, solver iterations) and progress; every
 ``eval_every`` steps and at the end: held-out evaluation (with EMA weights when ``train.ema`` is set); every
 ``checkpoint_every`` steps and at the end: a checkpoint holding everything needed for a bit-identical resume
 (model, optimiser, EMA, all RNG states including the data generator, best-so-far, last evaluation).
