@@ -28,11 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .augment import AUGMENT_OPTIONS, AugmentConfig, augment_flow, augment_part, padded_shape
 from .flow import Flow
 from .transform import Transform
-
-Builder = Callable[[tuple[int, ...], Any], "Transform | Flow"]
 
 
 class ConfigError(ValueError):
@@ -41,6 +38,12 @@ class ConfigError(ValueError):
     def __init__(self, path: str, value: Any, allowed: str) -> None:
         self.path, self.value, self.allowed = path, value, allowed
         super().__init__(f"{path}: {value!r} is not {allowed}")
+
+
+# After ConfigError: the wrappers import layers, and modules reached from there may import ConfigError from here.
+from .augment import AUGMENT_OPTIONS, AugmentConfig, augment_flow, augment_part, padded_shape  # noqa: E402
+
+Builder = Callable[[tuple[int, ...], Any], "Transform | Flow"]
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ def resolve_config(name: str, **config: Any) -> Any:
         _check_preset(name, preset, list(fam.presets))
         specs = options(name)
         for key in config:
-            if key not in specs or key == "preset":
+            if key not in specs:
                 raise _unknown(name, key, name, specs)
         parts = [_family_part(fam, preset, config)]
     augment = _augment_part(name, augment_given)

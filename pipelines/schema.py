@@ -6,15 +6,28 @@ integer here, but ``5`` is a valid number). ``1e-3`` reads as a float (see ``yam
 Fields that depend on the dataset are *derived* when a run is expanded: ``dataset.n_bins`` (17 for
 ``digits``, 256 for the other image sets, null for toy sets) and ``eval.best_metric`` (nats for toy sets,
 bpd for images). ``dataset.name`` and ``model.family`` may be left out when a matrix axis supplies them.
+
+The optional ``analysis`` section adds a study to a run (see :class:`AnalysisSpec`); a run's resolved config
+lists it only when its kind is not ``none``, so plain runs keep their config hashes.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
-from nflab.flows.data import IMAGE_DATASETS, TOY_DATASETS
+from nflab.flows.analysis.fit1d import BRANCHES, FIT1D_VARIANTS
+from nflab.flows.data import IMAGE_DATASETS, ONED_TARGETS, TOY_DATASETS
+from nflab.flows.layers.activations import ACTIVATIONS
 
 DATASETS: tuple[str, ...] = (*TOY_DATASETS, *IMAGE_DATASETS)
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -24,6 +37,7 @@ NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 UnitOpen = Annotated[float, Field(gt=0, lt=1)]
+UnitHalfOpen = Annotated[float, Field(gt=0, le=1)]
 DatasetName = Literal[DATASETS]  # type: ignore[valid-type]
 
 
@@ -109,6 +123,60 @@ class ResourcesSpec(Section):
     retries: NonNegInt = 2
 
 
+ANALYSIS_FIELDS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "estimator_bias": ("terms", "repeats", "points"),
+    "fit1d": ("target", "variant", "branch", "activation", "coeff", "grid"),
+}
+FIT1D_BRANCH_FIELDS: dict[str, tuple[str, ...]] = {
+    "mlp": ("hidden",),
+    "dense": ("dense_depth", "dense_growth", "lip_coeff"),
+}
+
+
+class AnalysisSpec(Section):
+    """A study attached to a run: ``none`` (default), ``estimator_bias`` (E4) or ``fit1d`` (E1).
+
+    - ``estimator_bias`` runs after the run's training, on its best checkpoint: for every n in ``terms``, the bias
+      and std of the truncated series with n terms and of Russian roulette with n exact terms, against the exact
+      log-det, over ``repeats`` probe draws on the first ``points`` held-out samples (whole-flow sums).
+    - ``fit1d`` replaces density training by a regression (MSE) of the 1-D ``target`` with the two-block
+      ``variant`` (``residual`` R∘R, ``scaled_residual`` R⁺R∘R⁺R, ``scaled_inverse_residual`` R⁺I∘R⁺R,
+      ``scaled_monotone`` R⁺M∘R⁺M); branches are ``mlp`` (``hidden``) or ``dense`` (``dense_depth``,
+      ``dense_growth``, ``lip_coeff``) with ``activation`` and Lipschitz ``coeff``. Steps, batch, lr, seed,
+      dtype and the logging/evaluation cadence come from ``train``; the fit error is the MSE on ``grid`` evenly
+      spaced points of the target's domain. ``dataset``, ``model``, ``estimator`` and ``eval`` are not used.
+    Options of the other kinds are ignored and left out of the resolved config.
+    """
+
+    kind: Literal["none", "estimator_bias", "fit1d"] = "none"
+    terms: Annotated[list[PosInt], Field(min_length=1)] = Field(default_factory=lambda: list(range(1, 21)))
+    repeats: Annotated[int, Field(ge=2)] = 100
+    points: PosInt = 256
+    target: Literal[ONED_TARGETS] = "impflowfunc"  # type: ignore[valid-type]
+    variant: Literal[FIT1D_VARIANTS] = "scaled_monotone"  # type: ignore[valid-type]
+    branch: Literal[BRANCHES] = "dense"  # type: ignore[valid-type]
+    activation: Literal[tuple(ACTIVATIONS)] = "cpila"  # type: ignore[valid-type]
+    coeff: UnitOpen = 0.98
+    hidden: Annotated[list[PosInt], Field(min_length=1)] = Field(default_factory=lambda: [64, 64])
+    dense_depth: PosInt = 3
+    dense_growth: PosInt = 16
+    lip_coeff: UnitHalfOpen = 0.99
+    grid: Annotated[int, Field(ge=2)] = 1000
+
+    @field_validator("terms")
+    @classmethod
+    def _sorted_terms(cls, terms: list[int]) -> list[int]:
+        return sorted(set(terms))
+
+    def resolved(self) -> dict[str, Any]:
+        """``kind`` and the options of this kind only (what a run's config records)."""
+        names = ANALYSIS_FIELDS[self.kind]
+        if self.kind == "fit1d":
+            names += FIT1D_BRANCH_FIELDS[self.branch]
+        return {"kind": self.kind, **{name: getattr(self, name) for name in names}}
+
+
 SECTIONS: dict[str, type[BaseModel]] = {
     "dataset": DatasetSpec,
     "model": ModelSpec,
@@ -116,6 +184,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "train": TrainSpec,
     "eval": EvalSpec,
     "resources": ResourcesSpec,
+    "analysis": AnalysisSpec,
 }
 
 
@@ -133,6 +202,7 @@ class Pipeline(Section):
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     repeats: PosInt = 1
     tags: dict[str, str] | None = None
@@ -142,7 +212,10 @@ class Pipeline(Section):
 
 
 class RunConfig(Section):
-    """The fully resolved config of one run (what ``RunSpec.config`` holds)."""
+    """The fully resolved config of one run (what ``RunSpec.config`` holds).
+
+    Its dump lists ``analysis`` (with the options of its kind only) unless the kind is ``none``.
+    """
 
     dataset: DatasetSpec
     model: dict[str, Any]
@@ -150,6 +223,15 @@ class RunConfig(Section):
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        data.pop("analysis", None)
+        if self.analysis.kind != "none":
+            data["analysis"] = self.analysis.resolved()
+        return data
 
 
 class RunSpec(BaseModel):

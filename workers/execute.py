@@ -1,7 +1,8 @@
 """``execute_run``: one run from spec to RunResult; run-level failures become ``status="failed"``, never raises.
 
 Layout of a run folder ``<workdir>/<run_key>/``: ``run.json`` (MLflow run id), ``config.json`` (the spec),
-``pid`` (the process running it), ``checkpoints/``, and the PNG figures.
+``pid`` (the process running it), ``checkpoints/``, the PNG figures, and ``analysis/`` when the spec has an
+``analysis`` section (``nflab.workers.analyses``): it runs after training, or instead of it (``fit1d``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
+from .analyses import AnalysisOutcome, analysis_of
 from .runlog import RunLog
 from .tracking import Tracker
 from .train import RunFailure, TrainState, train_run
@@ -106,6 +108,7 @@ def execute_run(
     run_key = str(spec.get("run_key", "run"))
     run_dir = Path(workdir).resolve() / run_key
     state = TrainState()
+    outcome = AnalysisOutcome()
     tracker: Tracker | None = None
     log: RunLog | None = None
     try:
@@ -122,16 +125,21 @@ def execute_run(
             run_dir=run_dir,
         )
         tracker.log_params({**dict(spec.get("config") or {}), "seed": spec.get("seed"), "repeat": spec.get("repeat")})
-        train_run(
-            spec,
-            run_dir,
-            tracker,
-            state,
-            data_root=data_root,
-            progress=log.wrap(progress),
-            stop_after_step=stop_after_step,
-        )
+        analysis = analysis_of(spec)
+        if analysis is None or not analysis.replaces_training:
+            train_run(
+                spec,
+                run_dir,
+                tracker,
+                state,
+                data_root=data_root,
+                progress=log.wrap(progress),
+                stop_after_step=stop_after_step,
+            )
         _summarise(tracker, state, run_dir)
+        if analysis is not None:
+            log.write(f"analysis {analysis.kind}")
+            outcome = analysis.run(spec, run_dir, tracker, state, data_root=data_root, progress=log.wrap(progress))
         tracker.finish("FINISHED")
         status, error = "finished", None
         log.write(f"finished after {state.step} steps (resumed from {state.resumed_from})")
@@ -151,9 +159,9 @@ def execute_run(
         "steps": state.step,
         "resumed_from": state.resumed_from,
         "mlflow_run_id": None if tracker is None else tracker.run_id,
-        "results": result_rows(state) if status == "finished" else [],
+        "results": [*result_rows(state), *outcome.results] if status == "finished" else [],
         "checkpoints": _checkpoint_rows(run_dir) if run_dir.is_dir() else [],
         "certificates": state.certificates,
-        "artifacts": [p.resolve().as_uri() for p in state.plots],
+        "artifacts": [p.resolve().as_uri() for p in [*state.plots, *outcome.artifacts]],
         "wall_s": round(time.monotonic() - start, 3),
     }

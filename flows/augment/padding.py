@@ -6,6 +6,8 @@ The inner flow lives on (d + p,) or (c + p, h, w); the data x are padded with ε
 q is N(0, σ²) per padded coordinate for vectors and, for images (whose inner flow starts with the logit layer),
 N(½, σ²) truncated to (0, 1). ``sample`` drops the padded coordinates. ``jacobian_condition_number`` is the
 condition number σ_max/σ_min of the full Jacobian of the data → latent map (at the padded point), for E7.
+Zero padding hands the inner flow constant coordinates, which data-dependent initialisation (ActNorm, as in
+Glow) cannot normalise (its scale blows up); compare paddings with families without ActNorm (RealNVP).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class PaddedFlow(WrappedFlow):
         config: Any = None,
     ) -> None:
         super().__init__(inner, shape, name=name, config=config)
+        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 1:
+            raise ValueError(f"padding: {padding!r} is not an integer >= 1")
         if padded_shape(self.shape, padding) != inner.shape:
             raise ValueError(f"padding: the inner flow's shape {inner.shape} is not {self.shape} padded by {padding}")
         if kind not in ("zero", "gaussian"):
@@ -125,7 +129,7 @@ class PaddedFlow(WrappedFlow):
         return inner_log_prob(self.inner, padded, exact=exact, generator=generator, **inner_kwargs) - log_q
 
     def exact_logdet(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """The inner flow's exact log-det at [x, ε] (with Gaussian padding a fresh ε unless ``generator`` repeats it)."""
+        """The inner flow's exact log-det at [x, ε] (Gaussian padding: a fresh ε unless ``generator`` repeats one)."""
         self._check_shape(x)
         return self.inner.exact_logdet(self.pad(x, generator=generator)[0])
 

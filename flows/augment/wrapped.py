@@ -24,9 +24,7 @@ def takes_generator(flow: Flow) -> bool:
     return "generator" in inspect.signature(flow.log_prob).parameters
 
 
-def inner_log_prob(
-    flow: Flow, x: Tensor, *, exact: bool, generator: torch.Generator | None, **kwargs: Any
-) -> Tensor:
+def inner_log_prob(flow: Flow, x: Tensor, *, exact: bool, generator: torch.Generator | None, **kwargs: Any) -> Tensor:
     """``flow.log_prob(x, exact=...)``, passing ``generator`` on to flows that draw noise themselves."""
     if generator is not None and takes_generator(flow):
         kwargs["generator"] = generator

@@ -52,7 +52,12 @@ class CIFConfig:
     def validate(self) -> None:
         require(self.u_dim >= 1, "cif.u_dim", self.u_dim, "an integer >= 1")
         if self.cif_hidden is not None:
-            require(all(w >= 1 for w in self.cif_hidden), "cif.cif_hidden", self.cif_hidden, "a list of integers >= 1 or null")
+            require(
+                all(w >= 1 for w in self.cif_hidden),
+                "cif.cif_hidden",
+                self.cif_hidden,
+                "a list of integers >= 1 or null",
+            )
         if self.num_importance_samples is not None:
             k = self.num_importance_samples
             require(k >= 1, "cif.num_importance_samples", k, "an integer >= 1 or null")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .config import check_max_iter, check_tolerance
-from .convergence import example_residual, flat_map, residual_scale
+from .convergence import effective_tolerance, example_residual, flat_map, residual_scale
 from .damped import damped_iteration
 from .errors import ConvergenceError, SolverReport
 
@@ -31,7 +31,8 @@ def broyden(
     raise_on_failure: bool = True,
 ) -> tuple[Tensor, SolverReport]:
     """Solve F(x) = 0 (F in fixed-point-residual form T(x) − x); converged when every example's
-    max_i |F(x)_i| / (1 + |x0_i|) ≤ tol. ``memory`` low-rank pairs are kept (reset when full).
+    max_i |F(x)_i| / (1 + |x0_i|) ≤ tol (floored at 4 machine epsilons). ``memory`` low-rank pairs are kept
+    (reset when full).
 
     Returns the lowest-residual iterate per example; raises :class:`ConvergenceError` unless
     ``raise_on_failure`` is False (then the report says ``converged=False``).
@@ -39,6 +40,7 @@ def broyden(
     check_tolerance(tol, "tol")
     check_max_iter(max_iter, "max_iter")
     check_max_iter(memory, "memory")
+    tol = effective_tolerance(tol, x0.dtype)
     shape = tuple(x0.shape)
     with torch.no_grad():
         f_flat = flat_map(F, shape)
@@ -92,9 +94,9 @@ def broyden(
             best_x = torch.where(improved[:, None], out.x, best_x)
             best_r = torch.where(improved, out.residual, best_r)
             converged = out.converged
-    report = SolverReport(evals, float(best_r.max()), converged, "broyden", fallback)
+    report = SolverReport(evals, float(best_r.max()), converged, "broyden", fallback, tol)
     if not converged and raise_on_failure:
-        raise ConvergenceError.from_report(report, tol)
+        raise ConvergenceError.from_report(report)
     return best_x.reshape(shape), report
 
 

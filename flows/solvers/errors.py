@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SolverReport:
-    """How a solve went: evaluations of the map, final residual (see module docstring), success, method."""
+    """How a solve went: evaluations of the map, final residual (see module docstring), success, method, whether a
+    fallback iteration took over, and the tolerance in force (the requested one, or the dtype's floor)."""
 
     iterations: int
     residual: float
     converged: bool
     method: str
     fallback_used: bool = False
+    tol: float | None = None
 
 
 class ConvergenceError(RuntimeError):
@@ -30,5 +32,6 @@ class ConvergenceError(RuntimeError):
         )
 
     @classmethod
-    def from_report(cls, report: SolverReport, tol: float, *, what: str = "fixed-point solve") -> ConvergenceError:
+    def from_report(cls, report: SolverReport, *, what: str = "fixed-point solve") -> ConvergenceError:
+        tol = float("nan") if report.tol is None else report.tol
         return cls(report.iterations, report.residual, tol, report.method, what=what)

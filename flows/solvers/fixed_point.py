@@ -14,7 +14,7 @@ from torch import Tensor
 from .anderson import anderson_iteration
 from .broyden import broyden
 from .config import check_max_iter, check_method, check_tolerance
-from .convergence import flat_map, residual_scale
+from .convergence import effective_tolerance, flat_map, residual_scale
 from .damped import IterationOutcome, damped_iteration
 from .errors import ConvergenceError, SolverReport
 
@@ -34,6 +34,7 @@ def fixed_point(
     ``method``: ``plain`` (x ← T(x)), ``anderson`` (memory-1 secant acceleration; if it stalls for 10 iterations
     or blows up, the damped fallback x ← (1 − α)x + αT(x) continues from each example's best iterate, or restarts
     from x₀ where no iterate beat x₀) or ``broyden`` (root of T(x) − x). ``max_iter`` counts evaluations of T.
+    ``tol`` below 4 machine epsilons of x0's dtype is raised to that floor (see :mod:`.convergence`).
     Runs under ``torch.no_grad``. Raises :class:`ConvergenceError` unless ``raise_on_failure`` is False.
     """
     check_method(method, "method")
@@ -41,6 +42,7 @@ def fixed_point(
     check_max_iter(max_iter, "max_iter")
     if method == "broyden":
         return broyden(lambda x: T(x) - x, x0, tol=tol, max_iter=max_iter, raise_on_failure=raise_on_failure)
+    tol = effective_tolerance(tol, x0.dtype)
     shape = tuple(x0.shape)
     with torch.no_grad():
         t_flat = flat_map(T, shape)
@@ -54,9 +56,9 @@ def fixed_point(
             if not out.converged and out.iterations < max_iter:
                 fallback = True
                 out = _damped_fallback(t_flat, start, scale, out, tol=tol, budget=max_iter - out.iterations)
-    report = SolverReport(out.iterations, float(out.residual.max()), out.converged, method, fallback)
+    report = SolverReport(out.iterations, float(out.residual.max()), out.converged, method, fallback, tol)
     if not out.converged and raise_on_failure:
-        raise ConvergenceError.from_report(report, tol)
+        raise ConvergenceError.from_report(report)
     return out.x.reshape(shape), report
 
 

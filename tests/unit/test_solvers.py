@@ -118,6 +118,20 @@ def test_stopping_rule_is_on_the_absolute_step_not_its_square() -> None:
     assert report.converged and report.iterations == 1 and report.residual == pytest.approx(5e-3 / (1 + 1e4))
 
 
+def test_tolerance_below_dtype_resolution_is_floored() -> None:
+    weight, bias = contraction(dim=4, lip=0.9, seed=20)
+    b = 1e-3 * torch.randn(64, 4, generator=generator(21), dtype=DTYPE)
+    for method in ("plain", "anderson", "broyden"):
+        w, report = resolvent(tanh_map(weight, bias), b, SolverConfig(method=method, tol=1e-12))
+        assert report.tol == 1e-12  # float64 resolves it: unchanged
+        w32, report32 = resolvent(
+            tanh_map(weight.float(), bias.float()), b.float(), SolverConfig(method=method, tol=1e-9, max_iter=100)
+        )
+        floor = 4 * torch.finfo(torch.float32).eps
+        assert report32.converged and report32.tol == pytest.approx(floor) and report32.residual <= floor
+        assert (w32.double() - w).abs().max() < 1e-5
+
+
 def test_solver_config_validation() -> None:
     assert SolverConfig().validate().method == "anderson"
     for overrides, path in [
