@@ -60,7 +60,9 @@ def resolve_model(model: dict[str, Any]) -> dict[str, Any]:
         raise Invalid(("model", "family"), "required field missing (set it here or as a matrix axis)")
     if family not in allowed:
         raise Invalid(("model", "family"), f"{family!r} is not one of: {', '.join(allowed)}")
-    specs = flows.options(family)
+    fam = flows.registry.family(family)
+    base = options.get("base") if fam.wraps_base else None
+    specs = flows.options(family, base=base if base is not None else fam.default_base)
     for key in options:
         if key not in specs:
             raise Invalid(("model", key), f"{key!r} is not an option of {family}; allowed: {', '.join(specs)}")
@@ -78,6 +80,9 @@ def _model_loc(family: str, path: str) -> tuple[Any, ...]:
     if path == "family":
         return ("model", "family")
     path = path.removeprefix(f"{family}.")
+    head_name = path.split(".", 1)[0]
+    if "." in path and head_name in flows.available():  # a wrapped base family's option: ``realnvp.couplings``
+        path = path.split(".", 1)[1]
     head = _INDEX.split(path)
     loc: list[Any] = ["model"]
     if head[0]:

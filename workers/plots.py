@@ -32,7 +32,7 @@ def density_grid(model: nn.Module, *, chunk: int = 4000) -> torch.Tensor:
     axis = torch.linspace(-GRID_LIMIT, GRID_LIMIT, GRID_SIZE, dtype=ref.dtype, device=ref.device)
     yy, xx = torch.meshgrid(axis, axis, indexing="ij")
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
-    exact = model.logdet_kind != "exact"
+    exact = model.logdet_kind != "exact" and getattr(model, "has_exact_log_prob", True)
     lp = torch.cat([model.log_prob(c, exact=exact) for c in pts.split(chunk)])
     return torch.nan_to_num(lp.exp(), nan=0.0, posinf=0.0).reshape(GRID_SIZE, GRID_SIZE).cpu()
 

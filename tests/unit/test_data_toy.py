@@ -27,6 +27,7 @@ def samples() -> dict[str, torch.Tensor]:
 def test_names() -> None:
     assert data.TOY_DATASETS == (
         "8gaussians", "2spirals", "checkerboard", "circles", "moons", "pinwheel", "rings", "swissroll",
+        "2gaussians",
     )  # fmt: skip
     assert data.available() == {
         "toy": data.TOY_DATASETS,

@@ -25,7 +25,7 @@ from ..datasource import DataSource
 from ..plots import _save as save_png
 from ..seeding import make_generator
 from ..tracking import Tracker
-from ..train import RunFailure, TrainState, build_model, section
+from ..train import Progress, RunFailure, TrainState, build_model, section
 from .common import AnalysisOutcome, analysis_dir, analysis_options, log_files, write_json
 
 METRICS: dict[str, tuple[str, ...]] = {
@@ -81,7 +81,7 @@ def run_estimator_bias(
     state: TrainState,
     *,
     data_root: str | None = None,
-    progress: Any = None,
+    progress: Progress | None = None,
 ) -> AnalysisOutcome:
     """Compute, write and log the E4 study of the trained run (see module docstring)."""
     options = analysis_options(spec)

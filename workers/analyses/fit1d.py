@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from ..optim import clip_gradients, lr_at, make_optimizer, set_lr
 from ..plots import _save as save_png
 from ..seeding import make_generator, seed_everything
 from ..tracking import Tracker
-from ..train import TRAIN_DEFAULTS, RunFailure, TrainState, pick_dtype, section
+from ..train import TRAIN_DEFAULTS, Progress, RunFailure, TrainState, pick_dtype, section
 from .common import AnalysisOutcome, analysis_dir, analysis_options, log_files, write_json
 
 MODEL_OPTIONS = ("branch", "activation", "coeff", "hidden", "dense_depth", "dense_growth", "lip_coeff")
@@ -56,46 +57,43 @@ def _slopes(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     return float(slope.min()), float(slope.max())
 
 
-def run_fit1d(
-    spec: Mapping[str, Any],
-    run_dir: Path,
+@dataclass
+class FitHistory:
+    """Grid MSE at every evaluation, the best one, and the fit on the grid at the last evaluation."""
+
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] | None = None
+    fit: torch.Tensor | None = None
+
+    def add(self, step: int, mse: float, fit: torch.Tensor) -> None:
+        self.evaluations.append({"step": step, "mse": mse})
+        self.fit = fit
+        if self.best is None or mse < self.best["mse"]:
+            self.best = {"step": step, "mse": mse}
+
+
+def train_fit(
+    model: torch.nn.Module,
+    target: str,
+    grid: tuple[torch.Tensor, torch.Tensor],
+    tcfg: Mapping[str, Any],
+    *,
+    seed: int,
     tracker: Tracker,
     state: TrainState,
-    *,
-    data_root: str | None = None,
-    progress: Any = None,
-) -> AnalysisOutcome:
-    """Train, evaluate, write and log one E1 fit (see module docstring); fills ``state.step``."""
-    options = analysis_options(spec)
-    tcfg = section(spec, "train", TRAIN_DEFAULTS)
-    seed = int(spec.get("seed", tcfg["seed"]))
-    run_key, total = str(spec.get("run_key", "run")), int(tcfg["steps"])
-    dtype = pick_dtype(tcfg)
-    seed_everything(seed)
-    solver = SolverConfig() if dtype == torch.float64 else SolverConfig(backward_tol=1e-6)
-    model_options = {k: options[k] for k in MODEL_OPTIONS}
-    model = build_fit1d(str(options["variant"]), solver=solver, **model_options).to(dtype=dtype)
+    run_key: str,
+    progress: Progress | None,
+) -> FitHistory:
+    """The regression loop (see module docstring); logs metrics and progress, fills ``state.step``."""
+    total = int(tcfg["steps"])
+    dtype = next(model.parameters()).dtype
     optimizer = make_optimizer(model, tcfg)
     data_gen = make_generator(seed, "data")
-    target = str(options["target"])
-    grid_x, grid_y = sample_1d(target, int(options["grid"]), linspace=True, dtype=dtype)
     params = [p for p in model.parameters() if p.requires_grad]
     log_every, eval_every = (max(1, int(tcfg[k] or total)) for k in ("log_every", "eval_every"))
-    history: list[dict[str, float]] = []
-    best: dict[str, float] | None = None
-
-    def grid_mse() -> tuple[float, torch.Tensor]:
-        hooks.before_evaluation(model)
-        model.eval()
-        try:
-            with torch.no_grad():
-                fit = model(grid_x)[0]
-        finally:
-            model.train()
-        return float(((fit - grid_y) ** 2).mean()), fit
-
+    grid_x, grid_y = grid
+    history = FitHistory()
     model.train()
-    fit = grid_y
     for step in range(1, total + 1):
         lr = lr_at(step - 1, float(tcfg["lr"]), tcfg.get("warmup_steps"))
         set_lr(optimizer, lr)
@@ -112,38 +110,79 @@ def run_fit1d(
         state.step = step
         metrics: dict[str, Any] = {"train_mse": loss_value, "lr": lr, "grad_norm": grad_norm}
         if step % eval_every == 0 or step == total:
-            mse, fit = grid_mse()
-            history.append({"step": step, "mse": mse})
-            if best is None or mse < best["mse"]:
-                best = {"step": step, "mse": mse}
-            metrics["test_mse"] = mse
+            fit = predict(model, grid_x)
+            history.add(step, float(((fit - grid_y) ** 2).mean()), fit)
+            metrics["test_mse"] = history.evaluations[-1]["mse"]
         if step % log_every == 0 or step == total or "test_mse" in metrics:
             tracker.log_metrics(metrics, step)
             if progress is not None and (step % log_every == 0 or step == total):
                 progress(run_key, step, total, metrics)
-    assert best is not None  # the last step always evaluates
-    final = history[-1]
-    tracker.log_metrics({"best_mse": best["mse"], "final_mse": final["mse"]}, total)
+    return history
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """f(x) in evaluation mode after the evaluation power iterations; leaves the model in training mode."""
+    hooks.before_evaluation(model)
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(x)[0]
+    finally:
+        model.train()
+
+
+def run_fit1d(
+    spec: Mapping[str, Any],
+    run_dir: Path,
+    tracker: Tracker,
+    state: TrainState,
+    *,
+    data_root: str | None = None,
+    progress: Progress | None = None,
+) -> AnalysisOutcome:
+    """Train, evaluate, write and log one E1 fit (see module docstring)."""
+    options = analysis_options(spec)
+    tcfg = section(spec, "train", TRAIN_DEFAULTS)
+    seed = int(spec.get("seed", tcfg["seed"]))
+    dtype = pick_dtype(tcfg)
+    seed_everything(seed)
+    solver = SolverConfig() if dtype == torch.float64 else SolverConfig(backward_tol=1e-6)
+    variant, target = str(options["variant"]), str(options["target"])
+    model = build_fit1d(variant, solver=solver, **{k: options[k] for k in MODEL_OPTIONS}).to(dtype=dtype)
+    grid_x, grid_y = sample_1d(target, int(options["grid"]), linspace=True, dtype=dtype)
+    history = train_fit(
+        model,
+        target,
+        (grid_x, grid_y),
+        tcfg,
+        seed=seed,
+        tracker=tracker,
+        state=state,
+        run_key=str(spec.get("run_key", "run")),
+        progress=progress,
+    )
+    best, final, fit = history.best, history.evaluations[-1], history.fit
+    assert best is not None and fit is not None  # the last step always evaluates
+    tracker.log_metrics({"best_mse": best["mse"], "final_mse": final["mse"]}, state.step)
     budget = f"grid-{int(options['grid'])}"
     rows = [
         {"split": "test", "metric": "mse", "value": ev["mse"], "budget": budget, "step": int(ev["step"]), "kind": kind}
         for kind, ev in (("best", best), ("final", final))
     ]
-    lip_bound = float(options["coeff"])  # a branch's Lipschitz constant is at most its layers' coefficient
-    slope_min, slope_max = _slopes(grid_x, fit)
-    label = VARIANT_LABELS[str(options["variant"])]
+    label = VARIANT_LABELS[variant]
     report = {
         "target": target,
-        "variant": options["variant"],
+        "variant": variant,
         "label": label,
-        "steps": total,
+        "steps": state.step,
         "grid_points": int(options["grid"]),
         "best_mse": best["mse"],
         "best_step": best["step"],
         "final_mse": final["mse"],
-        "history": history,
-        "fit_slope_range": [slope_min, slope_max],
-        "unscaled_slope_bound": list(slope_range(lip_bound, str(options["variant"]))),
+        "history": history.evaluations,
+        "fit_slope_range": list(_slopes(grid_x, fit)),
+        # with every output scale at 1; a branch's Lipschitz constant is at most its layers' coefficient
+        "unscaled_slope_bound": list(slope_range(float(options["coeff"]), variant)),
         "options": {k: options[k] for k in ("target", "variant", *MODEL_OPTIONS, "grid")},
         "grid": {
             "x": grid_x.squeeze(1).double().tolist(),
@@ -152,7 +191,7 @@ def run_fit1d(
         },
     }
     folder = analysis_dir(run_dir)
-    title = f"{label} on {target}: grid MSE {final['mse']:.3g} ({total} steps)"
+    title = f"{label} on {target}: grid MSE {final['mse']:.3g} ({state.step} steps)"
     files = [
         write_json(folder / "fit1d.json", report),
         fit_figure(grid_x, grid_y, fit, folder / "fit1d.png", title=title),
