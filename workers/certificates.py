@@ -44,7 +44,7 @@ def _inner_square_flow(model: nn.Module, sub: Tensor) -> tuple[nn.Module, Tensor
 
 def _jacobian_stats(model: nn.Module, sub: Tensor) -> dict[str, float | None]:
     flow, point = _inner_square_flow(model, sub)
-    jac = jacobian_matrices(lambda v: flow(v)[0], point).double()
+    jac = jacobian_matrices(lambda v: flow(v)[0], point).detach().double()
     sv = torch.linalg.svdvals(jac)
     cond = (sv[:, 0] / sv[:, -1]).median()
     return {"jacobian_condition": _finite_or_none(float(cond)), "jacobian_norm": _finite_or_none(float(sv[:, 0].max()))}
