@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..logdet import LogDetConfig, PowerSeriesLogDet
 from ..solvers import SolverConfig, SolverReport
 from ..transform import LogdetKind, Transform
+from .derivative_cache import derivative_cached
 
 # pipeline ``estimator`` keys → LogDetConfig fields (the rest have the same name)
 _RENAMED = {"hutchinson": "probe"}
@@ -59,12 +60,16 @@ class EstimatedLogDetBlock(Transform):
             est.configure(self.logdet_config)
 
     def estimate(self, estimator: PowerSeriesLogDet, g: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(g(x), log-det series of J_g(x)) with the configured budget, or exactly under ``exact_override``."""
+        """(g(x), log-det series of J_g(x)) with the configured budget, or exactly under ``exact_override``.
+
+        The series' vector–Jacobian products run through g's activations by cached derivatives (``derivative_cache``).
+        """
+        branch, params = derivative_cached(g), tuple(g.parameters())
         if not self.exact_override or self.logdet_config.kind == "exact":
-            return estimator(g, x, training=self.training, params=tuple(g.parameters()))
+            return estimator(branch, x, training=self.training, params=params)
         estimator.configure(self.logdet_config.updated(kind="exact"))
         try:
-            return estimator(g, x, training=self.training, params=tuple(g.parameters()))
+            return estimator(branch, x, training=self.training, params=params)
         finally:
             estimator.configure(self.logdet_config)
 

@@ -1,7 +1,8 @@
 """Exact log-det of a power series from the full Jacobian: J_b = ∂g(x_b)/∂x_b by D vector–Jacobian products.
 
 Row i of every example's Jacobian is one VJP with the one-hot cotangent e_i over the whole batch (g is
-batch-independent), then e.g. log det(I + J) by ``slogdet``. Cost O(D) VJPs, so D ≤ ``MAX_EXACT_DIM``.
+batch-independent; the D products run as one vmapped backward), then e.g. log det(I + J) by ``slogdet``.
+Cost O(D) VJPs, so D ≤ ``MAX_EXACT_DIM``.
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ def batch_jacobian(gx: Tensor, x: Tensor, *, create_graph: bool) -> Tensor:
         raise ValueError(
             f"g must preserve the shape of x for a square Jacobian: x {tuple(x.shape)}, g {tuple(gx.shape)}"
         )
-    rows = []
-    for i in range(dim):
-        one_hot = gx.new_zeros(batch, dim)
-        one_hot[:, i] = 1.0
-        rows.append(vjp(gx, x, one_hot.reshape(gx.shape), create_graph=create_graph).reshape(batch, dim))
-    return torch.stack(rows, dim=1)
+    eye = torch.eye(dim, dtype=gx.dtype, device=gx.device).unsqueeze(1).expand(dim, batch, dim)
+    try:  # all D one-hot cotangents in one vmapped backward pass
+        (rows,) = torch.autograd.grad(
+            gx, x, eye.reshape(dim, *gx.shape), retain_graph=True, create_graph=create_graph, is_grads_batched=True
+        )
+        return rows.reshape(dim, batch, dim).transpose(0, 1)
+    except (RuntimeError, NotImplementedError):  # a backward without a batching rule: one VJP per row
+        rows = [vjp(gx, x, eye[i].reshape(gx.shape), create_graph=create_graph).reshape(batch, dim) for i in range(dim)]
+        return torch.stack(rows, dim=1)
 
 
 def exact_series(gx: Tensor, x: Tensor, exact: Callable[[Tensor], Tensor], *, create_graph: bool) -> Tensor:
