@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,12 @@ if _REPO not in sys.path:
 
 
 @pytest.fixture(autouse=True)
-def _seed_torch() -> None:
+def _seed_torch() -> Iterator[None]:
+    """A fixed seed per test; a test that changes torch's default dtype cannot leak it into the next one."""
     torch.manual_seed(1234)
+    dtype = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(dtype)
 
 
 # Small tensors: one intra-op thread avoids OpenMP overhead and oversubscription (tests run beside Ray workers).

@@ -49,8 +49,8 @@ def series_sites(flow: nn.Module, x: Tensor) -> tuple[list[SeriesSite], Tensor]:
             handles.append(estimator.register_forward_pre_hook(_recorder(sites, estimator, block, sign)))
     if not handles:
         raise ValueError(
-            "estimator analysis: the model has no power-series log-det blocks; "
-            "use one of the families iresnet, resflow, idensenet, implicit, monotone"
+            "estimator_bias_variance needs power-series log-det blocks (families iresnet, resflow, idensenet, "
+            "implicit, monotone); the model has none"
         )
     was_training = flow.training
     flow.eval()
@@ -119,7 +119,7 @@ def _site_estimates(
     """Both estimators of one series for every n in ``terms`` (float64, CPU). One draw of probes and of N per row
     serves every n and both estimators (common random numbers), so the curves differ only by what n changes."""
     if site.series.exact is None:
-        raise ValueError(f"estimator analysis: series {site.series.name!r} has no exact value to compare with")
+        raise ValueError(f"estimator_bias_variance: series {site.series.name!r} has no exact value to compare with")
     with torch.enable_grad():
         leaf = site.points.detach().requires_grad_(True)
         jac = batch_jacobian(site.g(leaf), leaf, create_graph=False).detach().cpu().double()

@@ -6,7 +6,8 @@ x·σ(βx)/1.1, CPila's clamped polynomial·exp) rebuilds a'(h) from its pieces 
 under ``create_graph``, records all of them for the log-det gradient; the power series Σ_k c_k vᵀJ^k v (Chen et al.,
 2019) takes k such products per block. :func:`derivative_cached` runs a branch so that each activation's backward is
 one product with a'(h) from the activation's ``derivative``, computed once per forward with its own graph to h and to
-the activation's parameters: values, gradients and second derivatives are unchanged.
+the activation's parameters: values, gradients and second derivatives are unchanged. Built-in activations whose
+backward is already one fused kernel (ELU, ReLU) are left to autograd.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..layers.activations import ELU, ReLU
+
+FUSED_BACKWARD: tuple[type[nn.Module], ...] = (ELU, ReLU)
+"""Activations whose autograd backward is a single fused kernel: a cached derivative would only add work."""
+
 
 class _DerivativeCachedActivation(torch.autograd.Function):
     """Output ``value`` = a(h.detach()) (its graph reaches only a's parameters); ∂output/∂h = diag(``derivative``)."""
@@ -25,7 +31,7 @@ class _DerivativeCachedActivation(torch.autograd.Function):
 
     @staticmethod
     def forward(h: Tensor, derivative: Tensor, value: Tensor, doubles: bool) -> Tensor:
-        return value.view_as(value)
+        return value
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -53,7 +59,9 @@ class DerivativeCachedBranch:
     def __init__(self, branch: Callable[[Tensor], Tensor]) -> None:
         self.branch = branch
         modules = branch.modules() if isinstance(branch, nn.Module) else ()
-        self.activations = [m for m in modules if callable(getattr(m, "derivative", None))]
+        self.activations = [
+            m for m in modules if callable(getattr(m, "derivative", None)) and not isinstance(m, FUSED_BACKWARD)
+        ]
 
     def __call__(self, x: Tensor) -> Tensor:
         if not self.activations or not torch.is_grad_enabled():

@@ -71,7 +71,7 @@ def test_estimator_bias_needs_a_series_model(make_spec, workdir, mlflow_uri, exp
     spec["config"]["analysis"] = {"kind": "estimator_bias", "terms": [1], "repeats": 2, "points": 4}
     result = _run(spec, workdir, mlflow_uri, experiment)
     assert result["status"] == "failed" and result["results"] == []
-    assert result["error"].startswith("analysis.kind estimator_bias: estimator analysis: the model has no power-")
+    assert result["error"].startswith("analysis.kind estimator_bias: estimator_bias_variance needs power-series log-")
     assert "\n" not in result["error"]
 
 
