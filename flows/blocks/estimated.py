@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..logdet import LogDetConfig, PowerSeriesLogDet
@@ -60,18 +61,26 @@ class EstimatedLogDetBlock(Transform):
             est.configure(self.logdet_config)
 
     def estimate(self, estimator: PowerSeriesLogDet, g: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(g(x), log-det series of J_g(x)) with the configured budget, or exactly under ``exact_override``.
-
-        The series' vector–Jacobian products run through g's activations by cached derivatives (``derivative_cache``).
-        """
-        branch, params = derivative_cached(g), tuple(g.parameters())
+        """(g(x), log-det series of J_g(x)) with the configured budget, or exactly under ``exact_override``."""
+        params = tuple(g.parameters())
         if not self.exact_override or self.logdet_config.kind == "exact":
-            return estimator(branch, x, training=self.training, params=params)
+            return estimator(self._series_branch(estimator, g), x, training=self.training, params=params)
         estimator.configure(self.logdet_config.updated(kind="exact"))
         try:
-            return estimator(branch, x, training=self.training, params=params)
+            return estimator(g, x, training=self.training, params=params)
         finally:
             estimator.configure(self.logdet_config)
+
+    def _series_branch(self, estimator: PowerSeriesLogDet, g: nn.Module) -> Callable[[Tensor], Tensor]:
+        """g, with cached activation derivatives (``derivative_cache``) where the estimate takes many VJPs.
+
+        That is a power series (N + m terms in training, N + 20 in evaluation) with the basic gradient, which
+        differentiates through every product. Not for the exact kind (D products; at D = 2 the cache costs more than
+        it saves) nor for the Neumann gradient (first-order products only): measured in ``tests/benchmarks``.
+        """
+        config = estimator.config
+        neumann = config.neumann_grad and self.training and torch.is_grad_enabled()
+        return g if config.kind == "exact" or neumann else derivative_cached(g)
 
     def training_metrics(self) -> dict[str, float]:
         metrics: dict[str, float] = {}

@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from ..layers.frozen import frozen_copy
 from ..logdet import RESIDUAL_SERIES, LogDetConfig, PowerSeriesLogDet
 from ..solvers import SolverConfig, implicit_resolvent
-from .derivative_cache import derivative_cached
 from .estimated import EstimatedLogDetBlock
 
 
@@ -30,14 +29,13 @@ class ImplicitBlock(EstimatedLogDetBlock):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         gx, logdet_x = self.estimate(self.series_x, self.g_x, x)
-        frozen = derivative_cached(frozen_copy(self.g_z, example_input=x))
-        z, report = implicit_resolvent(self.g_z, frozen, x + gx, self.solver_config)
+        z, report = implicit_resolvent(self.g_z, frozen_copy(self.g_z, example_input=x), x + gx, self.solver_config)
         self.solver_reports["forward"] = report
         _, logdet_z = self.estimate(self.series_z, self.g_z, z)
         return z, logdet_x - logdet_z
 
     def inverse(self, z: Tensor) -> Tensor:
-        frozen = derivative_cached(frozen_copy(self.g_x, example_input=z))
+        frozen = frozen_copy(self.g_x, example_input=z)
         x, report = implicit_resolvent(self.g_x, frozen, z + self.g_z(z), self.solver_config)
         self.solver_reports["inverse"] = report
         return x

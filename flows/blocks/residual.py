@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from ..layers.frozen import frozen_copy
 from ..logdet import RESIDUAL_SERIES, LogDetConfig, PowerSeriesLogDet
 from ..solvers import SolverConfig, implicit_resolvent, resolvent
-from .derivative_cache import derivative_cached
 from .estimated import EstimatedLogDetBlock
 
 
@@ -32,7 +31,7 @@ class ResidualBlock(EstimatedLogDetBlock):
         return x + gx, logdet
 
     def inverse(self, y: Tensor) -> Tensor:
-        frozen = derivative_cached(frozen_copy(self.g, example_input=y))
+        frozen = frozen_copy(self.g, example_input=y)
         if torch.is_grad_enabled() and (y.requires_grad or any(p.requires_grad for p in self.g.parameters())):
             x, report = implicit_resolvent(self.g, frozen, y, self.solver_config)
         else:

@@ -31,7 +31,7 @@ VARIANTS: dict[str, list[dict]] = {
     "iresnet": [{"preset": "small"}],
     "monotone": [{"preset": "small"}],
     "implicit": [{"preset": "small"}, {"preset": "small", "solver": "anderson"}],
-    "ffjord": [{"preset": "small", "hidden": [16], "atol": 1e-7, "rtol": 1e-7, "adjoint": False}],
+    "ffjord": [{"preset": "small", "hidden": [8], "atol": 1e-8, "rtol": 1e-8, "adjoint": False}],
 }
 ESTIMATED = ("resflow", "idensenet", "iresnet", "monotone", "implicit")
 # the solver-based families differentiate through implicit solves: one image shape keeps the run short

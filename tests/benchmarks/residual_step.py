@@ -1,0 +1,561 @@
+"""Residual suite (issue 4): one training step of nflab's Residual Flow next to normflows', and the E5 breakdown.
+
+**Part 1 — nflab ``resflow`` vs ``normflows.flows.Residual``, same shape, same estimator.** 2-D, batch 500 of nflab's
+checkerboard, float32, CPU, ``--threads`` (default 1). Both models: 10 residual blocks y = x + g(x), g = LipSwish →
+SNLinear(2→128) → LipSwish → SNLinear(128→128) → LipSwish → SNLinear(128→128) → LipSwish → SNLinear(128→2), i.e.
+normflows' ``LipschitzMLP([2, 128, 128, 128, 2])`` and nflab's ``hidden=(128, 128, 128)`` (4 linear layers; the
+last one's initial weight divided by 1000 on both sides), spectral coefficient 0.9, soft normalisation
+W/max(1, σ̂/0.9), no ActNorm, standard-normal base. Estimator on both sides: Russian roulette with N ~ geometric(½),
+2 exact terms, one Gaussian Hutchinson probe per block; gradient ``basic`` (differentiate the estimate: nflab
+``neumann_grad=False, memory_efficient=False``, normflows ``reduce_memory=False``) or ``neumann`` (Neumann gradient
+and backward-in-forward: nflab ``neumann_grad=True, memory_efficient=True``, normflows ``reduce_memory=True``).
+
+A step = ``zero_grad``; loss = −mean log p(x); ``backward``; ``Adam(lr=1e-3).step``; then 5 power iterations per
+spectral layer — nflab ``hooks.after_optimizer_step`` (the toy default), normflows
+``normflows.utils.update_lipschitz(model, 5)``. normflows 1.7.3 does *no* power iteration in its forward pass
+(``InducedNormLinear.forward`` calls ``compute_weight(update=False)``), so both sides do the same 5 iterations per
+layer per step, after the optimizer step.
+
+Equal work: the number of series terms of every block in every step is the same on both sides. Before step i,
+block b's N is drawn from a fresh ``torch.Generator`` seeded with ``seed(i, b)``: nflab gets that generator as its
+estimator's ``generator`` (N is the first draw of a forward pass, then the probe), normflows gets the same N through
+its sampling function (``normflows.flows.residual.geometric_sample``, replaced for the duration of the run). Probes
+are drawn independently on each side. The mean number of terms per step is reported for both; it must agree.
+
+**Part 2 — E5 running-time breakdown** (i-ResNet paper: plain 0.31 s, + spectral norm 0.57 s, + log-det 1.88 s) for
+every Lipschitz family at its toy configuration (iresnet and resflow with 10 blocks instead of the published 100:
+the cost is linear in the number of blocks). The three variants are built from the shipped model by swapping
+modules, never by copying a model's code:
+
+- ``plain``: every ``SpectralLinear`` replaced by an ``nn.Linear`` holding its current normalised weight, every
+  log-det estimator by ``NoLogDet`` (the block's map only); step = forward + backward of mean Σ z², Adam step with
+  lr 0 (same optimizer work; unconstrained weights must stay contractive for the implicit and monotone solves);
+- ``+Lipschitz``: the shipped layers, ``NoLogDet`` estimators; mean Σ z², Adam(1e-3), power-iteration hook;
+- ``+log-det``: the shipped model: the full training step of part 1 with the family's own estimator.
+
+Timing: warm-up steps, then rounds; every round runs ``per_round`` steps of every contender (starting contender
+rotated per round), each step timed alone with ``time.perf_counter`` (wall) and ``time.process_time`` (CPU of this
+process: less sensitive to other processes on a shared machine). Medians and IQR are reported. Untimed between
+steps: a fresh copy of the batch (normflows sets ``requires_grad`` on its input) and the RNG plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib.util
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from benchlib import Suite, SuiteResult, Table, median_iqr
+from torch import Tensor, nn
+
+import nflab.flows as nf
+from nflab.flows import hooks
+from nflab.flows.blocks import EstimatedLogDetBlock
+from nflab.flows.layers.lipschitz import SpectralLinear
+from nflab.flows.logdet import LogDetConfig, PowerSeriesLogDet
+
+DIM = 2
+BATCH = 500
+BLOCKS = 10
+WIDTH = 128
+N_HIDDEN = 3  # hidden layers of width WIDTH: LipschitzMLP([2, 128, 128, 128, 2]), 4 linear layers
+COEFF = 0.9
+POWER_ITERATIONS = 5
+GEOM_P = 0.5
+N_EXACT_TERMS = 2
+LR = 1e-3
+GRADIENTS: dict[str, tuple[bool, bool]] = {"basic": (False, False), "neumann": (True, True)}  # (neumann, mem-eff)
+E5_FAMILIES: tuple[str, ...] = ("iresnet", "resflow", "idensenet", "monotone", "implicit")
+E5_OVERRIDES: dict[str, dict[str, Any]] = {"iresnet": {"blocks": (BLOCKS,)}, "resflow": {"blocks": (BLOCKS,)}}
+E5_VARIANTS: tuple[str, ...] = ("plain", "+Lipschitz", "+log-det")
+PUBLISHED_E5 = "i-ResNet paper (E5, images, their GPU): plain 0.31 s, + spectral norm 0.57 s, + log-det 1.88 s"
+
+
+# ------------------------------------------------------------------------------------------------ timing harness
+@dataclass
+class Contender:
+    """One model in an interleaved timing run.
+
+    ``prepare(i)`` sets up step i untimed (batch copy, RNG plan); ``step()`` is the timed training step and returns
+    the loss; ``terms()`` the number of log-det series terms of the last step (summed over blocks), if any.
+    """
+
+    label: str
+    module: nn.Module
+    prepare: Callable[[int], None]
+    step: Callable[[], float]
+    terms: Callable[[], float] | None = None
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.module.parameters() if p.requires_grad)
+
+
+@dataclass
+class Measurement:
+    contender: Contender
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    terms: list[float] = field(default_factory=list)
+    last_loss: float = float("nan")
+
+    @property
+    def median_ms(self) -> float:
+        return median_iqr(self.wall)[0] * 1e3
+
+    @property
+    def iqr_ms(self) -> float:
+        return median_iqr(self.wall)[1] * 1e3
+
+    @property
+    def cpu_ms(self) -> float:
+        return median_iqr(self.cpu)[0] * 1e3
+
+    @property
+    def mean_terms(self) -> float:
+        return sum(self.terms) / len(self.terms) if self.terms else float("nan")
+
+
+def measure_interleaved(
+    contenders: Sequence[Contender], *, warmup: int, rounds: int, per_round: int
+) -> list[Measurement]:
+    """Warm every contender up, then ``rounds`` rounds of ``per_round`` timed steps each, starting contender rotated.
+
+    Every contender runs the same sequence of step indices (warm-up included), so index-keyed plans line up.
+    """
+    results = [Measurement(c) for c in contenders]
+    counters = [0] * len(contenders)
+
+    def run(k: int, record: bool) -> None:
+        contender, result = contenders[k], results[k]
+        contender.prepare(counters[k])
+        counters[k] += 1
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        loss = contender.step()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        result.last_loss = loss
+        if record:
+            result.wall.append(wall)
+            result.cpu.append(cpu)
+            if contender.terms is not None:
+                result.terms.append(contender.terms())
+
+    for k in range(len(contenders)):
+        for _ in range(warmup):
+            run(k, record=False)
+    gc.collect()
+    for r in range(rounds):
+        for j in range(len(contenders)):
+            k = (j + r) % len(contenders)
+            for _ in range(per_round):
+                run(k, record=True)
+    return results
+
+
+def toy_batches(n_batches: int, *, seed: int = 0, batch: int = BATCH) -> list[Tensor]:
+    """``n_batches`` float32 checkerboard batches from nflab's generator (drawn once, before any timing)."""
+    g = torch.Generator().manual_seed(seed)
+    return [nf.data.sample_toy("checkerboard", batch, generator=g) for _ in range(n_batches)]
+
+
+def training_step(
+    module: nn.Module,
+    log_prob: Callable[[Tensor], Tensor],
+    batch: Callable[[], Tensor],
+    *,
+    after_step: Callable[[], None],
+    lr: float = LR,
+) -> Callable[[], float]:
+    """zero_grad, loss = −mean log p(x), backward, Adam step, ``after_step()`` (power iterations); returns the loss."""
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = -log_prob(batch()).mean()
+        loss.backward()
+        opt.step()
+        after_step()
+        return float(loss.detach())
+
+    return step
+
+
+# ------------------------------------------------------------------------------------------- equal-work roulette
+def block_seed(seed: int, step: int, block: int) -> int:
+    """The seed of block ``block``'s N in step ``step``."""
+    return (seed * 1_000_003 + step) * 1_009 + block
+
+
+def planned_counts(seed: int, step: int, n_blocks: int, geom_p: float = GEOM_P) -> list[int]:
+    """N per block for step ``step``: the first geometric draw of a generator seeded with ``block_seed``.
+
+    This is exactly what nflab's estimator draws first in a forward pass from a generator seeded the same way.
+    """
+    counts = []
+    for b in range(n_blocks):
+        gen = torch.Generator().manual_seed(block_seed(seed, step, b))
+        counts.append(int(torch.empty((), dtype=torch.float64).geometric_(geom_p, generator=gen).item()))
+    return counts
+
+
+class NormflowsRoulettePlan:
+    """Replaces normflows' geometric sampler so that its blocks draw the planned N, in data → latent order."""
+
+    def __init__(self) -> None:
+        self.queue: list[int] = []
+
+    def load(self, counts: Sequence[int]) -> None:
+        self.queue = list(counts)
+
+    def sample(self, p: float, n_samples: int) -> Any:
+        import numpy as np
+
+        if not self.queue:
+            raise RuntimeError("normflows drew more roulette counts than planned for this step")
+        return np.array([self.queue.pop(0) for _ in range(n_samples)])
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[NormflowsRoulettePlan]:
+        import normflows.flows.residual as residual
+
+        original = residual.geometric_sample
+        residual.geometric_sample = self.sample
+        try:
+            yield self
+        finally:
+            residual.geometric_sample = original
+
+
+def normflows_available() -> bool:
+    return importlib.util.find_spec("normflows") is not None
+
+
+# ------------------------------------------------------------------------------------------------------ part 1
+def build_nflab_resflow(gradient: str, *, blocks: int = BLOCKS, width: int = WIDTH, seed: int = 0) -> nf.Flow:
+    """nflab's Residual Flow of the comparison (see module docstring); every block gets its own RNG generator."""
+    neumann, memory_efficient = GRADIENTS[gradient]
+    torch.manual_seed(seed)
+    flow = nf.build(
+        "resflow", (DIM,), blocks=(blocks,), hidden=(width,) * N_HIDDEN, activation="lipswish", coeff=COEFF,
+        power_iterations=POWER_ITERATIONS, estimator="roulette", dist="geometric", geom_p=GEOM_P,
+        n_exact_terms=N_EXACT_TERMS, probe="gaussian", neumann_grad=neumann, memory_efficient=memory_efficient,
+        actnorm=False,
+    )  # fmt: skip
+    for block in residual_blocks(flow):
+        block.series.generator = torch.Generator()
+    return flow.float().train()
+
+
+def build_normflows_resflow(gradient: str, *, blocks: int = BLOCKS, width: int = WIDTH, seed: int = 0) -> nn.Module:
+    """normflows' Residual Flow of the comparison: ``Residual(LipschitzMLP([2, w, w, w, 2]))`` × blocks."""
+    import normflows
+
+    neumann, _ = GRADIENTS[gradient]
+    torch.manual_seed(seed)
+    data_to_latent = [
+        normflows.flows.Residual(
+            normflows.nets.LipschitzMLP(
+                [DIM, *(width,) * N_HIDDEN, DIM],
+                lipschitz_const=COEFF,
+                max_lipschitz_iter=POWER_ITERATIONS,
+                init_zeros=True,
+            ),
+            reduce_memory=neumann,  # Neumann gradient + backward-in-forward, or neither
+            geom_p=GEOM_P,
+            n_exact_terms=N_EXACT_TERMS,
+            n_dist="geometric",
+        )
+        for _ in range(blocks)
+    ]
+    # normflows lists flows latent → data and evaluates log_prob from the last one: block 0 sees the data first.
+    model = normflows.NormalizingFlow(
+        normflows.distributions.DiagGaussian(DIM, trainable=False), list(reversed(data_to_latent))
+    )
+    return model.float().train()
+
+
+def residual_blocks(flow: nn.Module) -> list[EstimatedLogDetBlock]:
+    return [m for m in flow.modules() if isinstance(m, EstimatedLogDetBlock)]
+
+
+def normflows_blocks(model: nn.Module) -> list[nn.Module]:
+    """normflows' iResBlocks in data → latent order."""
+    return [flow.iresblock for flow in reversed(list(model.flows))]
+
+
+def nflab_contender(gradient: str, batches: Sequence[Tensor], *, seed: int, blocks: int, width: int) -> Contender:
+    flow = build_nflab_resflow(gradient, blocks=blocks, width=width)
+    series = [block.series for block in residual_blocks(flow)]
+    current: list[Tensor] = [batches[0]]
+
+    def prepare(i: int) -> None:
+        current[0] = batches[i % len(batches)].clone()
+        for b, estimator in enumerate(series):
+            estimator.generator.manual_seed(block_seed(seed, i, b))
+
+    step = training_step(flow, flow.log_prob, lambda: current[0], after_step=lambda: hooks.after_optimizer_step(flow))
+    return Contender(f"nflab {gradient}", flow, prepare, step, lambda: float(sum(s.last_n_terms for s in series)))
+
+
+def normflows_contender(
+    gradient: str, batches: Sequence[Tensor], plan: NormflowsRoulettePlan, *, seed: int, blocks: int, width: int
+) -> Contender:
+    import normflows
+
+    model = build_normflows_resflow(gradient, blocks=blocks, width=width)
+    iresblocks = normflows_blocks(model)
+    current: list[Tensor] = [batches[0]]
+
+    def prepare(i: int) -> None:
+        current[0] = batches[i % len(batches)].clone()  # normflows sets requires_grad on its input
+        plan.load(planned_counts(seed, i, len(iresblocks)))
+
+    def terms() -> float:
+        return float(sum(int(b.last_n_samples.max()) + b.n_exact_terms for b in iresblocks))
+
+    step = training_step(
+        model,
+        model.log_prob,
+        lambda: current[0],
+        after_step=lambda: normflows.utils.update_lipschitz(model, POWER_ITERATIONS),
+    )
+    return Contender(f"normflows {gradient}", model, prepare, step, terms)
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f}"
+
+
+def run_part1(args: argparse.Namespace, batches: Sequence[Tensor], timing: dict[str, int]) -> tuple[Table, Table]:
+    plan = NormflowsRoulettePlan()
+    detail = Table(
+        "Residual Flow step, nflab and normflows side by side (equal N per block and step)",
+        ["gradient", "library", "params", "ms/step", "IQR ms", "CPU ms/step", "terms/step", "final loss"],
+    )
+    summary = Table(
+        "nflab ÷ normflows per training step (goal of issue 4: ≤ 0.50)",
+        ["gradient", "nflab ms", "normflows ms", "nflab ÷ normflows (wall)", "nflab ÷ normflows (CPU)"],
+    )
+    options = {"seed": args.residual_seed, "blocks": args.residual_blocks, "width": args.residual_width}
+    with plan.installed():
+        for gradient in GRADIENTS:
+            contenders = [nflab_contender(gradient, batches, **options)]
+            contenders.append(normflows_contender(gradient, batches, plan, **options))
+            ours, theirs = measure_interleaved(contenders, **timing)
+            for m in (ours, theirs):
+                detail.rows.append(
+                    [
+                        gradient,
+                        m.contender.label.split()[0],
+                        f"{m.contender.n_params:,}",
+                        _fmt(m.median_ms),
+                        _fmt(m.iqr_ms),
+                        _fmt(m.cpu_ms),
+                        _fmt(m.mean_terms, 2),
+                        f"{m.last_loss:.3f}",
+                    ]
+                )
+            wall, cpu = ours.median_ms / theirs.median_ms, ours.cpu_ms / theirs.cpu_ms
+            summary.rows.append(
+                [
+                    gradient,
+                    _fmt(ours.median_ms),
+                    _fmt(theirs.median_ms),
+                    f"**{wall:.2f}**" if wall > 0.5 else f"{wall:.2f}",
+                    f"**{cpu:.2f}**" if cpu > 0.5 else f"{cpu:.2f}",
+                ]
+            )
+    return summary, detail
+
+
+# ------------------------------------------------------------------------------------------------------ part 2
+class NoLogDet(nn.Module):
+    """Stands in for a block's ``PowerSeriesLogDet``: returns (g(x), 0) — the block's map without any log-det.
+
+    Its ``config`` says ``exact`` (no series), so the block hands it the plain branch, without the derivative cache
+    that only serves the series' Jacobian products.
+    """
+
+    last_n_terms = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = LogDetConfig(kind="exact")
+
+    def configure(self, config: Any) -> None:
+        """Estimator options do not apply: there is no estimate."""
+
+    def forward(
+        self, g: Callable[[Tensor], Tensor], x: Tensor, *, training: bool, params: Sequence[Tensor] = ()
+    ) -> tuple[Tensor, Tensor]:
+        return g(x), x.new_zeros(x.shape[0])
+
+
+def without_logdet(model: nn.Module) -> nn.Module:
+    """Replace every log-det estimator of ``model`` by ``NoLogDet`` (in place); returns ``model``."""
+    for block in [m for m in model.modules() if isinstance(m, EstimatedLogDetBlock)]:
+        for name, child in list(block.named_children()):
+            if isinstance(child, PowerSeriesLogDet):
+                setattr(block, name, NoLogDet())
+    return model
+
+
+def plain_linear(layer: SpectralLinear) -> nn.Linear:
+    """An ordinary ``nn.Linear`` holding ``layer``'s current normalised weight and bias (no normalisation after)."""
+    linear = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    with torch.no_grad():
+        linear.weight.copy_(layer.normalized_weight())
+        if layer.bias is not None:
+            linear.bias.copy_(layer.bias)
+    return linear.to(layer.weight.dtype)
+
+
+def without_spectral_norm(model: nn.Module) -> nn.Module:
+    """Replace every ``SpectralLinear`` of ``model`` by ``plain_linear`` (in place); returns ``model``."""
+    swaps = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, SpectralLinear)
+    ]
+    for parent, name, child in swaps:
+        setattr(parent, name, plain_linear(child))
+    return model
+
+
+def build_e5_variant(family: str, variant: str, *, blocks: int | None = None, seed: int = 0) -> nf.Flow:
+    """The toy model of ``family`` as ``plain``, ``+Lipschitz`` or ``+log-det`` (see the module docstring)."""
+    if variant not in E5_VARIANTS:
+        raise ValueError(f"variant must be one of {E5_VARIANTS}, got {variant!r}")
+    options = dict(E5_OVERRIDES.get(family, {}))
+    if blocks is not None:
+        options["blocks"] = (blocks,)
+    torch.manual_seed(seed)
+    flow = nf.build(family, (DIM,), **options)
+    if variant != "+log-det":
+        without_logdet(flow)
+    if variant == "plain":
+        without_spectral_norm(flow)
+    return flow.float().train()
+
+
+def squared_norm(flow: nf.Flow) -> Callable[[Tensor], Tensor]:
+    """x ↦ −Σ_i z_i² per sample (so that ``training_step``'s −mean gives mean Σ z²)."""
+    return lambda x: -flow(x)[0].pow(2).sum(dim=1)
+
+
+def e5_contender(family: str, variant: str, batches: Sequence[Tensor], *, blocks: int | None) -> Contender:
+    flow = build_e5_variant(family, variant, blocks=blocks)
+    current: list[Tensor] = [batches[0]]
+
+    def prepare(i: int) -> None:
+        current[0] = batches[i % len(batches)]
+        torch.manual_seed(i)  # the same estimator draws for every variant and run
+
+    def power_iterations() -> None:
+        hooks.after_optimizer_step(flow)
+
+    if variant == "+log-det":
+        step = training_step(flow, flow.log_prob, lambda: current[0], after_step=power_iterations)
+    elif variant == "+Lipschitz":
+        step = training_step(flow, squared_norm(flow), lambda: current[0], after_step=power_iterations)
+    else:
+        step = training_step(flow, squared_norm(flow), lambda: current[0], after_step=lambda: None, lr=0.0)
+    return Contender(f"{family} {variant}", flow, prepare, step)
+
+
+def run_part2(args: argparse.Namespace, batches: Sequence[Tensor], timing: dict[str, int]) -> Table:
+    families = [f for f in str(args.residual_e5_families).split(",") if f]
+    for family in families:
+        if family not in E5_FAMILIES:
+            raise ValueError(f"--residual-e5-families: {family!r} is not one of {', '.join(E5_FAMILIES)}")
+    blocks = args.residual_e5_blocks
+    contenders = [e5_contender(f, v, batches, blocks=blocks) for f in families for v in E5_VARIANTS]
+    results = iter(measure_interleaved(contenders, **timing))
+    table = Table(
+        "E5 breakdown: ms per training step (median wall; CPU in brackets) and ratios to plain",
+        ["family", "blocks", "params", "plain", "+Lipschitz", "+log-det", "+Lipschitz ÷ plain", "+log-det ÷ plain"],
+    )
+    for family in families:
+        plain, lipschitz, logdet = (next(results) for _ in E5_VARIANTS)
+        n_blocks = sum(isinstance(m, EstimatedLogDetBlock) for m in logdet.contender.module.modules())
+        table.rows.append(
+            [
+                family,
+                str(n_blocks),
+                f"{logdet.contender.n_params:,}",
+                *(f"{_fmt(m.median_ms)} ({_fmt(m.cpu_ms)})" for m in (plain, lipschitz, logdet)),
+                f"{lipschitz.median_ms / plain.median_ms:.2f}",
+                f"{logdet.median_ms / plain.median_ms:.2f}",
+            ]
+        )
+    return table
+
+
+# ------------------------------------------------------------------------------------------------------- suite
+def run_residual(args: argparse.Namespace) -> SuiteResult:
+    torch.set_num_threads(args.threads)
+    timing = {"warmup": args.residual_warmup, "rounds": args.residual_rounds, "per_round": args.residual_per_round}
+    e5_timing = {"warmup": args.residual_warmup, "rounds": args.residual_e5_rounds, "per_round": 1}
+    if args.quick:
+        timing = {"warmup": 1, "rounds": 2, "per_round": 1}
+        e5_timing = {"warmup": 1, "rounds": 2, "per_round": 1}
+    batches = toy_batches(16)
+    tables: list[Table] = []
+    notes: list[str] = []
+    if normflows_available():
+        tables += run_part1(args, batches, timing)
+    else:
+        notes.append("normflows is not installed (the `bench` extra): part 1 skipped.")
+    tables.append(run_part2(args, batches, e5_timing))
+    width, blocks = args.residual_width, args.residual_blocks
+    settings = {
+        "part 1 model": f"{blocks} residual blocks, g = LipSwish-SNLinear MLP [2, {width}, {width}, {width}, 2] "
+        f"(4 linear layers), c = {COEFF}, no ActNorm; nflab `resflow` and normflows `Residual(LipschitzMLP)`",
+        "part 1 estimator": f"Russian roulette, N ~ geometric({GEOM_P}), {N_EXACT_TERMS} exact terms, 1 Gaussian "
+        "probe; the same N per block and step on both sides; gradient basic or Neumann + backward-in-forward",
+        "step": f"Adam(lr={LR}) on −mean log p(x), batch {BATCH}×{DIM} checkerboard, float32, CPU; then "
+        f"{POWER_ITERATIONS} power iterations per spectral layer (nflab hook / normflows update_lipschitz)",
+        "timing": f"part 1: {timing['warmup']} warm-up steps, {timing['rounds']} rounds × {timing['per_round']} "
+        f"steps per model; part 2: {e5_timing['rounds']} rounds × 1 step per variant; models interleaved, "
+        "starting model rotated per round",
+    }
+    notes += [
+        "Both libraries run in the same process, interleaved round by round, so load from other processes on a "
+        "shared machine falls on them alike; `CPU ms` (process time) is the less load-sensitive figure.",
+        "`terms/step` is the number of power-series terms summed over the blocks, averaged over the timed steps: "
+        "equal on both sides by construction (equal work).",
+        f"E5 for reference: {PUBLISHED_E5}. Here: toy 2-D models, batch {BATCH}, the families' own estimators "
+        "(iresnet truncated 5 terms, resflow and idensenet roulette, monotone and implicit exact 2×2); "
+        "`plain` keeps the architecture (η concatenation, activations, solves) with ordinary `nn.Linear` layers.",
+        "Timings are never asserted in tests; the equivalence of the compared models is checked by "
+        "`tests/unit/test_bench_residual_equivalence.py`.",
+    ]
+    return SuiteResult(settings=settings, tables=tables, notes=notes)
+
+
+def add_residual_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--residual-rounds", type=int, default=30, help="interleaved rounds (part 1)")
+    group.add_argument("--residual-per-round", type=int, default=3, help="timed steps per model and round (part 1)")
+    group.add_argument("--residual-warmup", type=int, default=5, help="untimed warm-up steps per model")
+    group.add_argument("--residual-e5-rounds", type=int, default=20, help="interleaved rounds of the E5 breakdown")
+    group.add_argument("--residual-seed", type=int, default=0, help="seed of the roulette plan")
+    group.add_argument("--residual-blocks", type=int, default=BLOCKS, help="residual blocks in part 1")
+    group.add_argument("--residual-width", type=int, default=WIDTH, help="hidden width of the part-1 MLP")
+    group.add_argument("--residual-e5-families", default=",".join(E5_FAMILIES), help="comma-separated families (E5)")
+    group.add_argument("--residual-e5-blocks", type=int, default=None, help="blocks of every E5 model (default: toy)")
+
+
+SUITE = Suite(
+    name="residual",
+    title="Lipschitz families: Residual Flow step vs normflows, E5 running-time breakdown",
+    run=run_residual,
+    add_arguments=add_residual_arguments,
+    packages=("nflab", "normflows"),
+)
