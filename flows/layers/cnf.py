@@ -159,27 +159,28 @@ class CNFDynamics(nn.Module):
         return tuple(out)
 
     # torchdiffeq calls these before every step (t0 in the caller's time, dt > 0)
-    def callback_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+    def callback_step(self, t0: Tensor, y0: Tensor | tuple[Tensor, ...], dt: Tensor) -> None:
         self._check_step(t0, y0, dt, self.phase)
 
-    def callback_step_adjoint(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+    def callback_step_adjoint(self, t0: Tensor, y0: Tensor | tuple[Tensor, ...], dt: Tensor) -> None:
         self._check_step(t0, y0, dt, "backward")
 
-    def _check_step(self, t0: Tensor, y0: Tensor, dt: Tensor, phase: str) -> None:
+    def _check_step(self, t0: Tensor, y0: Tensor | tuple[Tensor, ...], dt: Tensor, phase: str) -> None:
         self.steps[phase] += 1
         self.last_tau, self.last_step = float(t0.detach()), float(dt.detach())
         # adaptive forward/inverse solves: torchdiffeq's own finiteness assert follows (wrapped in CNF._solve); fixed
         # grids do not check, and in the adjoint pass the assert would escape from autograd's backward unwrapped
         if (phase == "backward" or not self.options.adaptive) and not _all_finite(y0):
-            raise self.failure(f"non-finite state before a step of size {self._t_units(self.last_step):.2g}", phase)
+            raise self.failure(f"non-finite state before a step of size {self.t_units(self.last_step):.2g}", phase)
         if not bool(t0 + dt > t0):
             if self.last_step == 0.0:  # torchdiffeq's fallback for a non-finite step size proposal
                 raise self.failure("step size 0 underflow after a non-finite error estimate: NaN/inf in f", phase)
-            raise self.failure(f"step size {self._t_units(self.last_step):.2g} underflow", phase)
+            raise self.failure(f"step size {self.t_units(self.last_step):.2g} underflow", phase)
         if self.steps[phase] > self.options.max_steps:
             raise self.failure(f"more than max_steps={self.options.max_steps} steps", phase)
 
-    def _t_units(self, tau: float) -> float:
+    def t_units(self, tau: float) -> float:
+        """A duration or time on the unit τ-scale in units of t."""
         return tau * self.end_time.item()
 
     def failure(self, reason: str, phase: str | None = None) -> ODESolveError:
@@ -187,7 +188,7 @@ class CNFDynamics(nn.Module):
         opts = self.options
         solver = f"{opts.method}, atol {opts.atol:g}, rtol {opts.rtol:g}" if opts.adaptive else opts.method
         return ODESolveError(
-            f"ODE solve failed at t={self._t_units(abs(self.last_tau)):.3g} of T={self.end_time.item():.3g} "
+            f"ODE solve failed at t={self.t_units(abs(self.last_tau)):.3g} of T={self.end_time.item():.3g} "
             f"({reason}, {solver}) in the {_PHASES[phase or self.phase]}"
         )
 
@@ -281,6 +282,12 @@ class CNF(Transform):
     def inverse(self, z: Tensor) -> Tensor:
         return self._solve((z,), "inverse")[0]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling / deepcopy: the penalty of the last forward holds an autograd graph; it is not copied."""
+        state = self.__dict__.copy()
+        state["_regularization"] = None
+        return state
+
     def _solve(self, state: tuple[Tensor, ...], phase: str) -> tuple[Tensor, ...]:
         """Integrate ``state`` over unit time (0 → 1 for ``forward``, 1 → 0 for ``inverse``); errors → ODESolveError."""
         dyn, opts = self.dynamics, self.dynamics.options
@@ -298,7 +305,7 @@ class CNF(Transform):
                 solution = odeint(dyn, y0, times, **kwargs)
         except AssertionError as err:  # torchdiffeq reports a non-finite state (and other failures) by assert
             reason = str(err).split(":")[0].replace("values in state `y`", "state")
-            raise dyn.failure(f"{reason} before a step of size {dyn._t_units(dyn.last_step):.2g}") from err
+            raise dyn.failure(f"{reason} before a step of size {dyn.t_units(dyn.last_step):.2g}") from err
         finally:
             dyn.phase = "backward"
         final = tuple(s[-1] for s in solution) if isinstance(solution, tuple) else (solution[-1],)

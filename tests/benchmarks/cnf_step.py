@@ -238,9 +238,9 @@ def run_cnf(args: argparse.Namespace) -> SuiteResult:
 
 
 def add_cnf_arguments(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--cnf-rounds", type=int, default=10, help="interleaved rounds")
+    group.add_argument("--cnf-rounds", type=int, default=20, help="interleaved rounds")
     group.add_argument("--cnf-per-round", type=int, default=5, help="timed steps per contender and round")
-    group.add_argument("--cnf-warmup", type=int, default=10, help="untimed warm-up steps per contender")
+    group.add_argument("--cnf-warmup", type=int, default=30, help="untimed warm-up (training) steps per contender")
     group.add_argument("--cnf-tol", type=float, default=1e-5, help="atol = rtol of both solvers")
 
 

@@ -21,6 +21,8 @@ block b's N is drawn from a fresh ``torch.Generator`` seeded with ``seed(i, b)``
 estimator's ``generator`` (N is the first draw of a forward pass, then the probe), normflows gets the same N through
 its sampling function (``normflows.flows.residual.geometric_sample``, replaced for the duration of the run). Probes
 are drawn independently on each side. The mean number of terms per step is reported for both; it must agree.
+The matrix products of a few more steps of each side are recorded by shape and timed alone (``matmul_cpu_ms``): the
+same estimator does the same products in both libraries, so their time bounds how far any implementation can go.
 
 **Part 2 — E5 running-time breakdown** (i-ResNet paper: plain 0.31 s, + spectral norm 0.57 s, + log-det 1.88 s) for
 every Lipschitz family at its toy configuration (iresnet and resflow with 10 blocks instead of the published 100:
@@ -42,6 +44,7 @@ steps: a fresh copy of the batch (normflows sets ``requires_grad`` on its input)
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import gc
 import importlib.util
@@ -328,6 +331,39 @@ def normflows_contender(
     return Contender(f"normflows {gradient}", model, prepare, step, terms)
 
 
+def matmul_cpu_ms(contender: Contender, steps: Sequence[int], *, repeats: int = 20) -> float:
+    """CPU ms per step spent in matrix products (mm, addmm, bmm, mv, addmv) by ``contender``'s steps ``steps``.
+
+    The products are recorded by shape and dtype (a dispatch mode, below autograd), then each shape is timed alone on
+    random operands: a lower bound of the step that no implementation of the same algorithm can go under.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    products = {aten.mm.default, aten.addmm.default, aten.bmm.default, aten.mv.default, aten.addmv.default}
+    calls: collections.Counter[tuple[Any, tuple[tuple[tuple[int, ...], torch.dtype], ...]]] = collections.Counter()
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            if func in products:
+                calls[(func, tuple((tuple(a.shape), a.dtype) for a in args if isinstance(a, Tensor)))] += 1
+            return func(*args, **(kwargs or {}))
+
+    for i in steps:
+        contender.prepare(i)
+        with Recorder():
+            contender.step()
+    total = 0.0
+    for (func, operands), count in calls.items():
+        tensors = [torch.randn(shape, dtype=dtype) for shape, dtype in operands]
+        func(*tensors)
+        start = time.process_time()
+        for _ in range(repeats):
+            func(*tensors)
+        total += (time.process_time() - start) / repeats * count
+    return total / len(steps) * 1e3
+
+
 def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
@@ -340,8 +376,9 @@ def run_part1(args: argparse.Namespace, batches: Sequence[Tensor], timing: dict[
     )
     summary = Table(
         "nflab ÷ normflows per training step (goal of issue 4: ≤ 0.50)",
-        ["gradient", "nflab ms", "normflows ms", "nflab ÷ normflows (wall)", "nflab ÷ normflows (CPU)"],
-    )
+        ["gradient", "nflab ms", "normflows ms", "nflab ÷ normflows (wall)", "nflab ÷ normflows (CPU)",
+         "matmul CPU ms/step nflab, normflows", "matmul ÷ normflows CPU"],
+    )  # fmt: skip
     options = {"seed": args.residual_seed, "blocks": args.residual_blocks, "width": args.residual_width}
     with plan.installed():
         for gradient in GRADIENTS:
@@ -362,6 +399,9 @@ def run_part1(args: argparse.Namespace, batches: Sequence[Tensor], timing: dict[
                     ]
                 )
             wall, cpu = ours.median_ms / theirs.median_ms, ours.cpu_ms / theirs.cpu_ms
+            n_after = 1 if args.quick else args.residual_matmul_steps
+            after = range(10_000, 10_000 + n_after)  # plan indices past the timed steps
+            floors = [matmul_cpu_ms(c, after) for c in contenders]
             summary.rows.append(
                 [
                     gradient,
@@ -369,6 +409,8 @@ def run_part1(args: argparse.Namespace, batches: Sequence[Tensor], timing: dict[
                     _fmt(theirs.median_ms),
                     f"**{wall:.2f}**" if wall > 0.5 else f"{wall:.2f}",
                     f"**{cpu:.2f}**" if cpu > 0.5 else f"{cpu:.2f}",
+                    f"{_fmt(floors[0])}, {_fmt(floors[1])}",
+                    f"{floors[0] / theirs.cpu_ms:.2f}",
                 ]
             )
     return summary, detail
@@ -531,6 +573,9 @@ def run_residual(args: argparse.Namespace) -> SuiteResult:
         "shared machine falls on them alike; `CPU ms` (process time) is the less load-sensitive figure.",
         "`terms/step` is the number of power-series terms summed over the blocks, averaged over the timed steps: "
         "equal on both sides by construction (equal work).",
+        "`matmul CPU ms/step`: the step's matrix products (recorded by shape over a few more steps, each shape "
+        "timed alone) — the same algorithm does the same products in both libraries. `matmul ÷ normflows CPU` is "
+        "therefore the smallest nflab ÷ normflows (CPU) that any implementation of this estimator could reach here.",
         f"E5 for reference: {PUBLISHED_E5}. Here: toy 2-D models, batch {BATCH}, the families' own estimators "
         "(iresnet truncated 5 terms, resflow and idensenet roulette, monotone and implicit exact 2×2); "
         "`plain` keeps the architecture (η concatenation, activations, solves) with ordinary `nn.Linear` layers.",
@@ -550,6 +595,7 @@ def add_residual_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--residual-width", type=int, default=WIDTH, help="hidden width of the part-1 MLP")
     group.add_argument("--residual-e5-families", default=",".join(E5_FAMILIES), help="comma-separated families (E5)")
     group.add_argument("--residual-e5-blocks", type=int, default=None, help="blocks of every E5 model (default: toy)")
+    group.add_argument("--residual-matmul-steps", type=int, default=5, help="steps whose matrix products are timed")
 
 
 SUITE = Suite(

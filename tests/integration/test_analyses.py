@@ -31,7 +31,10 @@ def _artifact_names(uri: str, run_id: str) -> set[str]:
     return {Path(f.path).name for f in MlflowClient(uri).list_artifacts(run_id, "analysis")}
 
 
-@pytest.mark.parametrize(("family", "series"), [("resflow", "residual"), ("monotone", "monotone")])
+@pytest.mark.parametrize(
+    ("family", "series"),
+    [("resflow", "residual"), pytest.param("monotone", "monotone", marks=pytest.mark.slow)],  # monotone: ~6 s
+)
 def test_estimator_bias_after_training(family, series, make_spec, workdir, mlflow_uri, experiment) -> None:
     spec = make_spec(
         f"e4-{family}-r0",
