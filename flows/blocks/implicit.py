@@ -35,7 +35,8 @@ class ImplicitBlock(EstimatedLogDetBlock):
         return z, logdet_x - logdet_z
 
     def inverse(self, z: Tensor) -> Tensor:
-        frozen = frozen_copy(self.g_x, example_input=z)
-        x, report = implicit_resolvent(self.g_x, frozen, z + self.g_z(z), self.solver_config)
+        x, report = implicit_resolvent(
+            self.g_x, frozen_copy(self.g_x, example_input=z), z + self.g_z(z), self.solver_config
+        )
         self.solver_reports["inverse"] = report
         return x

@@ -39,7 +39,8 @@ class MonotoneBlock(EstimatedLogDetBlock):
         return SQRT2 * w - x, logdet
 
     def inverse(self, y: Tensor) -> Tensor:
-        frozen = frozen_copy(self.g, example_input=y)
-        w, report = implicit_resolvent(Negated(self.g), Negated(frozen), SQRT2 * y, self.solver_config)
+        w, report = implicit_resolvent(
+            Negated(self.g), Negated(frozen_copy(self.g, example_input=y)), SQRT2 * y, self.solver_config
+        )
         self.solver_reports["inverse"] = report
         return SQRT2 * w - y
