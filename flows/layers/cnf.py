@@ -148,12 +148,12 @@ class CNFDynamics(nn.Module):
                 div, frob = exact_divergence(f, z, frobenius=self.frobenius, create_graph=create_graph)
             else:
                 assert self.noise is not None
-                div, frob = hutchinson_divergence(f, z, torch.randn_like(self.noise), frobenius=self.frobenius, create_graph=create_graph)
+                div, frob = hutchinson_divergence(f, z, self.noise, frobenius=self.frobenius, create_graph=create_graph)
         out = [f * end_time, div * end_time]
         if self.kinetic:
             out.append(f.pow(2).reshape(f.shape[0], -1).mean(dim=1) * end_time)
         if frob is not None:
-            out.append(frob * end_time)
+            out.append(frob * (end_time / z[0].numel()))
         if create_graph:  # the scalar states' graphs are skipped when their cotangent is zero (e.g. ∂z/∂x only)
             out[1:] = [SkipZeroCotangent.apply(v) for v in out[1:]]
         return tuple(out)
