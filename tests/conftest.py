@@ -28,3 +28,12 @@ def _seed_torch() -> Iterator[None]:
 
 # Small tensors: one intra-op thread avoids OpenMP overhead and oversubscription (tests run beside Ray workers).
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def float64() -> Iterator[None]:
+    """float64 as torch's default dtype for one test (modules opt in: ``pytestmark = usefixtures("float64")``)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

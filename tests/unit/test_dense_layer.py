@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -16,16 +15,7 @@ from nflab.flows.layers.dense import LipschitzDenseLayer, dense_net
 from nflab.flows.layers.frozen import frozen_copy
 from nflab.flows.layers.lipschitz import SpectralConv2d, SpectralLinear, lipschitz_layers
 
-
-@pytest.fixture(autouse=True)
-def _float64_one_thread() -> Iterator[None]:
-    """float64 for correctness; one intra-op thread, since these tiny ops crawl when OpenMP threads contend."""
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(dtype)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def _jacobian_norm(fn: nn.Module, x: Tensor) -> float:

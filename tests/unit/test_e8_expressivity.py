@@ -24,7 +24,6 @@ are maxima of the spectral norm (or of 1/σ_min for the inverse) over many point
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -36,14 +35,7 @@ from nflab.flows.jacobian import jacobian_matrices
 from nflab.flows.logdet import LogDetConfig
 from nflab.flows.solvers import SolverConfig
 
-
-@pytest.fixture(autouse=True)
-def _float64_default() -> Iterator[None]:
-    """float64 for this module's tests only (a module-level switch would leak into every later test)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 SOLVER = SolverConfig(tol=1e-12, max_iter=5000, backward_tol=1e-12, backward_max_iter=2000)

@@ -8,7 +8,6 @@ Residual Flow is checked against brute-force Jacobians of its branches.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -22,14 +21,7 @@ from nflab.flows.logdet import LogDetConfig
 from nflab.flows.logdet.coefficients import monotone_coefficient, residual_coefficient
 from nflab.flows.solvers import SolverConfig
 
-
-@pytest.fixture(autouse=True)
-def _float64_default() -> Iterator[None]:
-    """float64 for this module's tests only (a module-level switch would leak into every later test)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 ROULETTE = LogDetConfig(kind="roulette", n_exact_terms=2, dist="geometric", geom_p=0.5)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -24,15 +23,7 @@ from nflab.flows.layers.lipschitz_nets import lipschitz_convnet, lipschitz_mlp
 INF = float("inf")
 
 
-@pytest.fixture(autouse=True)
-def _float64_one_thread() -> Iterator[None]:
-    """float64 for correctness; one intra-op thread, since these tiny ops crawl when OpenMP threads contend."""
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(dtype)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def _conv_matrix(weight: Tensor, shape: tuple[int, int, int], *, stride: int, padding: int) -> Tensor:
