@@ -92,7 +92,7 @@ def test_nan_run_fails_with_reason_and_others_finish(home: Path, tmp_path: Path,
     pipeline = tmp_path / "nan.yaml"
     pipeline.write_text(
         PIPELINE.replace("name: cli-toy", "name: cli-nan").replace(
-            "  train.seed: [0, 1]", "  train.lr: [1.0e-3, 1.0e+9]"
+            "  train.seed: [0, 1]", "  train.lr: [1.0e-3, 1.0e+30]"
         )
     )
     result = _invoke("run", str(pipeline), "--json")
