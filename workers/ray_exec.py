@@ -90,6 +90,46 @@ def _recorded_run_id(workdir: str, run_key: str) -> str | None:
         return None
 
 
+class RunEventRelay:
+    """Turns the tasks' mailbox events and results into the callbacks, in a safe order per run.
+
+    ``on_start`` is called exactly once per run and always before its ``on_result``; nothing is delivered for a
+    run after its result. A task that fails within a second returns before its "start" event reaches the
+    driver; that late event once reopened a failed run as ``running`` in the store.
+    """
+
+    def __init__(self, *, on_result: OnResult, on_progress: OnProgress | None, on_start: OnStart | None) -> None:
+        self.on_result, self.on_progress, self.on_start = on_result, on_progress, on_start
+        self.started: set[str] = set()
+        self.done: set[str] = set()
+
+    def _start(self, key: str) -> None:
+        if key not in self.started:
+            self.started.add(key)
+            if self.on_start is not None:
+                self.on_start(key)
+
+    def events(self, batch: list[tuple[str, str, int, int, dict]], *, running: set[str]) -> None:
+        """Deliver one drained batch of ``(kind, run_key, step, total, metrics)``: the latest progress per run."""
+        latest: dict[str, tuple[int, int, dict]] = {}
+        for kind, key, step, total, metrics in batch:
+            if key in self.done or key not in running:
+                continue
+            if kind == "start":
+                self._start(key)
+            elif kind == "progress":
+                latest[key] = (step, total, metrics)
+        if self.on_progress is not None:
+            for key, (step, total, metrics) in latest.items():
+                self.on_progress(key, step, total, metrics)
+
+    def result(self, key: str, result: dict) -> None:
+        """The run's result: its start first if that event has not arrived, then the result, then silence."""
+        self._start(key)
+        self.done.add(key)
+        self.on_result(key, result)
+
+
 def run_specs(
     specs: list[dict],
     *,
@@ -117,7 +157,7 @@ def run_specs(
     mailbox = ProgressActor.remote()
     queue = list(specs)
     in_flight: dict[Any, str] = {}
-    started: set[str] = set()
+    relay = RunEventRelay(on_result=on_result, on_progress=on_progress, on_start=on_start)
     limit = max_concurrency or len(specs)
 
     def submit() -> None:
@@ -129,31 +169,18 @@ def run_specs(
             )
             in_flight[ref] = key
 
-    def deliver_events() -> None:
-        latest: dict[str, tuple[int, int, dict]] = {}
-        for kind, key, step, total, metrics in ray.get(mailbox.drain.remote()):
-            if kind == "start" and key not in started:
-                started.add(key)
-                if on_start is not None:
-                    on_start(key)
-            elif kind == "progress" and key in in_flight.values():
-                latest[key] = (step, total, metrics)
-        if on_progress is not None:
-            for key, (step, total, metrics) in latest.items():
-                on_progress(key, step, total, metrics)
-
     try:
         submit()
         while in_flight:
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_S)
-            deliver_events()
+            relay.events(ray.get(mailbox.drain.remote()), running=set(in_flight.values()))
             for ref in ready:
                 key = in_flight.pop(ref)
                 try:
                     result = ray.get(ref)
                 except (ray.exceptions.RayError, OSError) as exc:
                     result = failed_result(_death_message(exc), mlflow_run_id=_recorded_run_id(workdir_s, key))
-                on_result(key, result)
+                relay.result(key, result)
             submit()
     finally:
         for ref in in_flight:

@@ -65,3 +65,27 @@ def test_worker_death_beyond_retries_is_a_failed_result(ray_local, make_spec, wo
     [result] = results["ray-dead-r0"]
     assert result["status"] == "failed" and result["error"].startswith("worker died")
     assert result["mlflow_run_id"]
+
+
+def test_fast_failing_runs_see_start_then_result_and_no_late_start(
+    ray_local, make_spec, workdir, mlflow_uri, experiment
+) -> None:
+    """A run that fails at step 2 returns before its "start" event reaches the driver; the late event must not
+    reopen it (it once set a failed run back to ``running`` in the store)."""
+    specs = [
+        make_spec(f"ray-fast-r{i}", seed=i, train__lr=1e30, train__steps=5, resources__retries=0) for i in range(6)
+    ]
+    events: list[tuple[str, str]] = []
+    run_specs(
+        specs,
+        workdir=workdir,
+        tracking_uri=mlflow_uri,
+        experiment_name=experiment,
+        run_ids={s["run_key"]: f"nflab-{i}" for i, s in enumerate(specs)},
+        on_result=lambda key, res: events.append(("result:" + res["status"], key)),
+        on_start=lambda key: events.append(("start", key)),
+    )
+    time.sleep(0.5)  # a late event would have been delivered by now had the driver still been listening
+    for spec in specs:
+        mine = [kind for kind, key in events if key == spec["run_key"]]
+        assert mine == ["start", "result:failed"], (spec["run_key"], mine)
