@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..layers.frozen import frozen_copy
+from ..layers.frozen import FrozenMirror
 from ..logdet import RESIDUAL_SERIES, LogDetConfig, PowerSeriesLogDet
-from ..solvers import SolverConfig, implicit_resolvent
+from ..solvers import JacobianSlot, SolverConfig, implicit_resolvent
+from .derivative_cache import derivative_cached
 from .estimated import EstimatedLogDetBlock
 
 
@@ -23,20 +24,25 @@ class ImplicitBlock(EstimatedLogDetBlock):
         self.g_x, self.g_z = g_x, g_z
         self.series_x = PowerSeriesLogDet(RESIDUAL_SERIES, self.logdet_config)
         self.series_z = PowerSeriesLogDet(RESIDUAL_SERIES, self.logdet_config)
+        self.frozen_x, self.frozen_z = FrozenMirror(), FrozenMirror()
 
     def estimators(self) -> list[PowerSeriesLogDet]:
         return [self.series_x, self.series_z]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         gx, logdet_x = self.estimate(self.series_x, self.g_x, x)
-        z, report = implicit_resolvent(self.g_z, frozen_copy(self.g_z, example_input=x), x + gx, self.solver_config)
+        slot = JacobianSlot()
+        frozen = derivative_cached(self.frozen_z.of(self.g_z, example_input=x))
+        z, report = implicit_resolvent(self.g_z, frozen, x + gx, self.solver_config, jacobian=slot)
         self.solver_reports["forward"] = report
         _, logdet_z = self.estimate(self.series_z, self.g_z, z)
+        # J_gz(z*) if the log-det was exact: the backward then solves with it directly
+        slot.value = getattr(self.series_z, "last_jacobian", None)
         return z, logdet_x - logdet_z
 
     def inverse(self, z: Tensor) -> Tensor:
         x, report = implicit_resolvent(
-            self.g_x, frozen_copy(self.g_x, example_input=z), z + self.g_z(z), self.solver_config
+            self.g_x, self.frozen_x.of(self.g_x, example_input=z), z + self.g_z(z), self.solver_config
         )
         self.solver_reports["inverse"] = report
         return x

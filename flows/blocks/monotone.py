@@ -13,9 +13,10 @@ import math
 
 from torch import Tensor, nn
 
-from ..layers.frozen import frozen_copy
+from ..layers.frozen import FrozenMirror
 from ..logdet import MONOTONE_SERIES, LogDetConfig, PowerSeriesLogDet
-from ..solvers import SolverConfig, implicit_resolvent
+from ..solvers import JacobianSlot, SolverConfig, implicit_resolvent
+from .derivative_cache import derivative_cached
 from .estimated import EstimatedLogDetBlock, Negated
 
 SQRT2 = math.sqrt(2.0)
@@ -28,19 +29,24 @@ class MonotoneBlock(EstimatedLogDetBlock):
         super().__init__(logdet, solver)
         self.g = g
         self.series = PowerSeriesLogDet(MONOTONE_SERIES, self.logdet_config)
+        self.frozen_g = FrozenMirror()
 
     def estimators(self) -> list[PowerSeriesLogDet]:
         return [self.series]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        w, report = implicit_resolvent(self.g, frozen_copy(self.g, example_input=x), SQRT2 * x, self.solver_config)
+        slot = JacobianSlot()
+        frozen = derivative_cached(self.frozen_g.of(self.g, example_input=x))
+        w, report = implicit_resolvent(self.g, frozen, SQRT2 * x, self.solver_config, jacobian=slot)
         self.solver_reports["forward"] = report
         _, logdet = self.estimate(self.series, self.g, w)
+        # J_g(w*) if the log-det was exact: the backward then solves with it directly
+        slot.value = getattr(self.series, "last_jacobian", None)
         return SQRT2 * w - x, logdet
 
     def inverse(self, y: Tensor) -> Tensor:
         w, report = implicit_resolvent(
-            Negated(self.g), Negated(frozen_copy(self.g, example_input=y)), SQRT2 * y, self.solver_config
+            Negated(self.g), Negated(self.frozen_g.of(self.g, example_input=y)), SQRT2 * y, self.solver_config
         )
         self.solver_reports["inverse"] = report
         return SQRT2 * w - y

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..layers.frozen import frozen_copy
+from ..layers.frozen import FrozenMirror
 from ..logdet import RESIDUAL_SERIES, LogDetConfig, PowerSeriesLogDet
 from ..solvers import SolverConfig, implicit_resolvent, resolvent
 from .estimated import EstimatedLogDetBlock
@@ -22,6 +22,7 @@ class ResidualBlock(EstimatedLogDetBlock):
         super().__init__(logdet, solver)
         self.g = g
         self.series = PowerSeriesLogDet(RESIDUAL_SERIES, self.logdet_config)
+        self.frozen_g = FrozenMirror()
 
     def estimators(self) -> list[PowerSeriesLogDet]:
         return [self.series]
@@ -31,7 +32,7 @@ class ResidualBlock(EstimatedLogDetBlock):
         return x + gx, logdet
 
     def inverse(self, y: Tensor) -> Tensor:
-        frozen = frozen_copy(self.g, example_input=y)
+        frozen = self.frozen_g.of(self.g, example_input=y)
         if torch.is_grad_enabled() and (y.requires_grad or any(p.requires_grad for p in self.g.parameters())):
             x, report = implicit_resolvent(self.g, frozen, y, self.solver_config)
         else:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .coefficients import Coefficient, SeriesKind, as_series
 from .config import LogDetConfig
-from .exact import check_exact_dim, exact_series
+from .exact import batch_jacobian, check_exact_dim
 from .hutchinson import hutchinson_series
 from .memory_efficient import memory_efficient_logdet
 from .neumann import neumann_series
@@ -27,7 +27,8 @@ class PowerSeriesLogDet(nn.Module):
     """Log-det estimator of a power series in J_g; holds a config and a series, no parameters.
 
     ``generator`` (a ``torch.Generator``) drives N and the probe vectors; ``None`` uses torch's global RNG.
-    ``last_n_terms`` is the number of series terms of the last call (0 for the exact kind).
+    ``last_n_terms`` is the number of series terms of the last call (0 for the exact kind); ``last_jacobian`` is
+    the exact kind's per-example J_g ``[batch, D, D]`` of the last call, detached (``None`` for the other kinds).
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class PowerSeriesLogDet(nn.Module):
         self.series = as_series(coefficient)
         self.generator = generator
         self.last_n_terms = 0
+        self.last_jacobian: Tensor | None = None
         self.configure(config)
 
     def configure(self, config: LogDetConfig) -> None:
@@ -94,7 +96,14 @@ class PowerSeriesLogDet(nn.Module):
             self.last_n_terms = 0
             exact = self.series.exact
             assert exact is not None  # checked in configure
-            return lambda gx, xin, graph: exact_series(gx, xin, exact, create_graph=graph)
+
+            def exact_estimate(gx: Tensor, xin: Tensor, graph: bool) -> Tensor:
+                jacobian = batch_jacobian(gx, xin, create_graph=graph)
+                self.last_jacobian = jacobian.detach()
+                return exact(jacobian)
+
+            return exact_estimate
+        self.last_jacobian = None
         terms: SeriesTerms = sample_terms(cfg, training=training, generator=self.generator)
         probes = [sample_probe(x, cfg.probe, self.generator) for _ in range(cfg.n_probes)]
         self.last_n_terms = terms.n_terms

@@ -83,11 +83,21 @@ class LipschitzFlowConfig:
     solver_max_iter: int = option(2000, "solver iteration cap (forward)")
     backward_tol: float = option(1e-9, "implicit-differentiation solve tolerance")
     backward_max_iter: int = option(100, "implicit-differentiation iteration cap")
+    anderson_memory: int = option(5, "Anderson: past differences kept (1 = Monotone Flows' secant step)")
+    backward_direct: bool = option(True, "implicit backward by a direct solve where the exact Jacobian is at hand")
 
     def validate(self) -> None:
         if self.blocks is not None:
             require(len(self.blocks) >= 1 and min(self.blocks) >= 1, "blocks", self.blocks, "a list of integers >= 1")
-        for key in ("channels", "dense_depth", "fc_blocks", "fc_hidden", "n_terms", "solver_max_iter"):
+        for key in (
+            "channels",
+            "dense_depth",
+            "fc_blocks",
+            "fc_hidden",
+            "n_terms",
+            "solver_max_iter",
+            "anderson_memory",
+        ):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         if self.coeff is not None:
             require(0 < self.coeff < 1, "coeff", self.coeff, "a number in (0, 1)")
@@ -154,6 +164,8 @@ def solver_config(cfg: LipschitzFlowConfig) -> SolverConfig:
         max_iter=cfg.solver_max_iter,
         backward_tol=cfg.backward_tol,
         backward_max_iter=cfg.backward_max_iter,
+        anderson_memory=cfg.anderson_memory,
+        backward_direct=cfg.backward_direct,
     )
 
 

@@ -8,17 +8,19 @@ from .config import SolverConfig
 from .damped import damped_iteration
 from .errors import ConvergenceError, SolverReport
 from .fixed_point import fixed_point
-from .implicit import ImplicitGradient, implicit_resolvent
+from .implicit import ImplicitGradient, JacobianSlot, direct_transpose_solve, implicit_resolvent
 from .resolvent import resolvent
 
 __all__ = [
     "ConvergenceError",
     "ImplicitGradient",
+    "JacobianSlot",
     "SolverConfig",
     "SolverReport",
     "anderson_iteration",
     "broyden",
     "damped_iteration",
+    "direct_transpose_solve",
     "fixed_point",
     "implicit_resolvent",
     "resolvent",

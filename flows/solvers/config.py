@@ -1,7 +1,10 @@
 """Options of the fixed-point solves of implicit blocks (inverse of residual blocks, monotone and implicit flows).
 
 Defaults follow Monotone Flows: Anderson-accelerated iteration to 1e−6 in ≤ 2000 steps forward, 1e−9 in ≤ 100
-steps for the implicit backward.
+steps for the implicit backward. Anderson keeps 5 past differences (capped at the dimension), where the reference
+keeps 1 (``anderson_memory: 1`` reproduces it); see tests/benchmarks/RESULTS.md for the iterations saved.
+``backward_direct``: where a block has the exact Jacobian at the solution anyway (exact log-det, small inputs), the
+implicit backward solves (I + J)ᵀu = ḡ directly — exact, and no iterations — instead of by fixed point.
 """
 
 from __future__ import annotations
@@ -25,14 +28,18 @@ class SolverConfig:
     max_iter: int = 2000
     backward_tol: float = 1e-9
     backward_max_iter: int = 100
+    anderson_memory: int = 5
+    backward_direct: bool = True
 
     def validate(self, prefix: str = "solver") -> SolverConfig:
         """Raise :class:`ConfigError` (a ValueError) naming the first bad option; return ``self`` when valid."""
         check_method(self.method, f"{prefix}.method")
         for name in ("tol", "backward_tol"):
             check_tolerance(getattr(self, name), f"{prefix}.{name}")
-        for name in ("max_iter", "backward_max_iter"):
+        for name in ("max_iter", "backward_max_iter", "anderson_memory"):
             check_max_iter(getattr(self, name), f"{prefix}.{name}")
+        if not isinstance(self.backward_direct, bool):
+            raise ConfigError(f"{prefix}.backward_direct", self.backward_direct, "true or false")
         return self
 
     def updated(self, **overrides: Any) -> SolverConfig:

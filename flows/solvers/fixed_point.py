@@ -1,4 +1,4 @@
-"""Solve x = T(x) for a batch: plain iteration, Anderson(1) acceleration with a damped fallback, or Broyden.
+"""Solve x = T(x) for a batch: plain iteration, Anderson(m) acceleration with a damped fallback, or Broyden.
 
 Stopping rule (all methods): element-wise |T(x) − x| ≤ tol + tol·|x₀| over the whole batch — the absolute step,
 not its square. A solve that misses it raises :class:`ConvergenceError`; it never returns silently unconverged.
@@ -28,10 +28,12 @@ def fixed_point(
     method: str = "anderson",
     raise_on_failure: bool = True,
     secant_eps: float | None = None,
+    memory: int = 5,
 ) -> tuple[Tensor, SolverReport]:
     """x with x ≈ T(x), from ``x0`` (batch-first); T is applied to whole batches and must be batch-independent.
 
-    ``method``: ``plain`` (x ← T(x)), ``anderson`` (memory-1 secant acceleration; if it stalls for 10 iterations
+    ``method``: ``plain`` (x ← T(x)), ``anderson`` (Anderson acceleration with ``memory`` past differences,
+    capped at the dimension; 1 is the secant step of Monotone Flows' solver; if it stalls for 10 iterations
     or blows up, the damped fallback x ← (1 − α)x + αT(x) continues from each example's best iterate, or restarts
     from x₀ where no iterate beat x₀) or ``broyden`` (root of T(x) − x). ``max_iter`` counts evaluations of T.
     ``tol`` below 4 machine epsilons of x0's dtype is raised to that floor (see :mod:`.convergence`).
@@ -52,7 +54,9 @@ def fixed_point(
         if method == "plain":
             out = damped_iteration(t_flat, start, scale, tol=tol, max_iter=max_iter)
         else:
-            out = anderson_iteration(t_flat, start, scale, tol=tol, max_iter=max_iter, secant_eps=secant_eps)
+            out = anderson_iteration(
+                t_flat, start, scale, tol=tol, max_iter=max_iter, secant_eps=secant_eps, memory=memory
+            )
             if not out.converged and out.iterations < max_iter:
                 fallback = True
                 out = _damped_fallback(t_flat, start, scale, out, tol=tol, budget=max_iter - out.iterations)

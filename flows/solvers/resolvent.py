@@ -34,4 +34,5 @@ def resolvent(
         max_iter=config.max_iter,
         method=config.method,
         raise_on_failure=raise_on_failure,
+        memory=config.anderson_memory,
     )

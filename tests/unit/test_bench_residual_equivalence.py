@@ -165,8 +165,8 @@ def test_cached_activation_derivatives_change_neither_the_estimate_nor_its_gradi
 def test_monotone_counters_see_one_solve_per_block_with_the_method_asked_for() -> None:
     flow = monotone_step.build_models(blocks=2)["monotone"]
     x = residual_step.toy_batches(1, batch=32)[0]
-    for method in monotone_step.METHODS:
-        forward, backward = monotone_step.count_iterations(flow, [x], method, max_iter=500)
+    for _, method, memory in monotone_step.VARIANTS:
+        forward, backward = monotone_step.count_iterations(flow, [x], method, max_iter=500, memory=memory)
         assert len(forward) == len(backward) == 2
         assert {r.method for r in forward + backward} == {method}
         assert all(r.converged and r.iterations >= 1 for r in forward + backward)

@@ -80,19 +80,21 @@ def test_monotone_block_solves_the_scaled_cayley_map() -> None:
     torch.testing.assert_close((u + big_g(u)) / 2, x, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-backward", "iterative-backward"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_implicit_gradients_pass_gradcheck(kind: str) -> None:
-    block = _block(kind, d=2).train()  # training mode: the log-det carries a graph
+def test_implicit_gradients_pass_gradcheck(kind: str, direct: bool) -> None:
+    block = _block(kind, d=2, solver=TIGHT.updated(backward_direct=direct)).train()  # the log-det carries a graph
     x = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: block(v)[0], (x,), eps=1e-6, atol=1e-6)
     assert torch.autograd.gradcheck(lambda v: block(v)[1], (x,), eps=1e-6, atol=1e-6)
     assert torch.autograd.gradcheck(lambda v: block.inverse(v), (x,), eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-backward", "iterative-backward"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_parameter_gradients_match_finite_differences(kind: str) -> None:
+def test_parameter_gradients_match_finite_differences(kind: str, direct: bool) -> None:
     """d(Σ y + Σ logdet)/dθ for one weight of the branch, through implicit differentiation, vs central differences."""
-    block = _block(kind, d=2).train()
+    block = _block(kind, d=2, solver=TIGHT.updated(backward_direct=direct)).train()
     x = torch.randn(4, 2, dtype=torch.float64)
     weight = next(p for n, p in block.named_parameters() if n.endswith("weight"))
 
@@ -176,3 +178,28 @@ def test_published_defaults_of_the_lipschitz_families() -> None:
     )
     implicit = F.build("implicit", (2,))
     assert sum(isinstance(m, ImplicitBlock) for m in implicit.modules()) == 6
+
+
+@pytest.mark.parametrize("kind", ["monotone", "implicit"])
+def test_direct_backward_skips_the_iterations_and_equals_the_iterative_one(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the exact log-det the block hands J_g(w*) to its backward, which solves (I + J)ᵀu = ḡ directly."""
+    from nflab.flows.solvers import implicit
+
+    calls: list[int] = []
+    original = implicit.fixed_point
+    monkeypatch.setattr(implicit, "fixed_point", lambda *a, **k: calls.append(1) or original(*a, **k))
+    grads = {}
+    for direct in (True, False):
+        torch.manual_seed(0)
+        block = _block(kind, d=3, solver=TIGHT.updated(backward_direct=direct)).train()
+        x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+        calls.clear()
+        y, logdet = block(x)
+        (y.square().sum() + logdet.sum()).backward()
+        grads[direct] = [x.grad, *(p.grad for p in block.parameters() if p.grad is not None)]
+        assert (len(calls) == 0) == direct, calls  # the iterative backward solves with fixed_point
+    assert len(grads[True]) == len(grads[False]) > 1
+    for a, b in zip(grads[True], grads[False], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)

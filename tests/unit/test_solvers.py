@@ -132,6 +132,42 @@ def test_tolerance_below_dtype_resolution_is_floored() -> None:
         assert (w32.double() - w).abs().max() < 1e-5
 
 
+def test_anderson_memory_d_solves_a_linear_map_like_gmres() -> None:
+    """On x = A x + b in D dimensions, Anderson with memory ≥ D is GMRES in disguise: exact after about D + 1
+    evaluations, where memory 1 (the secant step) and plain iteration take many more; memory 1 matches the
+    reference's secant formula x ← G − μ(G − G_prev), μ = ⟨ΔF, F⟩ / (‖ΔF‖² + ε)."""
+    dim = 6
+    a = torch.randn(dim, dim, generator=generator(8), dtype=DTYPE)
+    a = 0.95 * a / torch.linalg.matrix_norm(a, 2)
+    b = torch.randn(8, dim, generator=generator(9), dtype=DTYPE)
+    T = lambda x: x @ a.T + b  # noqa: E731
+    exact = torch.linalg.solve(torch.eye(dim, dtype=DTYPE) - a, b.T).T
+    its = {}
+    for memory in (1, 3, dim, 50):
+        x, report = fixed_point(T, b, tol=1e-11, max_iter=5000, method="anderson", memory=memory)
+        torch.testing.assert_close(x, exact, atol=1e-9, rtol=0)
+        its[memory] = report.iterations
+    _, plain = fixed_point(T, b, tol=1e-11, max_iter=5000, method="plain")
+    assert its[dim] <= dim + 4 and its[50] == its[dim], its  # memory is capped at the dimension
+    assert plain.iterations >= 3 * its[dim] and its[1] >= 2 * its[dim], (plain.iterations, its)
+
+    # memory 1 by hand: the secant step of Monotone Flows' solver, three iterations
+    x, g_prev, f_prev = b.clone(), None, None
+    for _ in range(3):
+        g = T(x)
+        f = g - x
+        if g_prev is None:
+            x_next = g
+        else:
+            d2 = f - f_prev
+            mu = (d2 * f).sum(1, keepdim=True) / ((d2 * d2).sum(1, keepdim=True) + 1e-8 * (2.0**-52 / 2.0**-23) ** 2)
+            x_next = g - mu * (g - g_prev)
+        g_prev, f_prev, x = g, f, x_next
+    # the solver's best iterate after 4 evaluations is the 4th G (residuals fall monotonically here)
+    solver_x, _ = fixed_point(T, b, tol=1e-300, max_iter=4, method="anderson", memory=1, raise_on_failure=False)
+    torch.testing.assert_close(solver_x, T(x), atol=1e-12, rtol=0)
+
+
 def test_solver_config_validation() -> None:
     assert SolverConfig().validate().method == "anderson"
     for overrides, path in [
@@ -140,6 +176,8 @@ def test_solver_config_validation() -> None:
         ({"max_iter": 0}, "solver.max_iter"),
         ({"backward_tol": -1.0}, "solver.backward_tol"),
         ({"backward_max_iter": 1.5}, "solver.backward_max_iter"),
+        ({"anderson_memory": 0}, "solver.anderson_memory: 0 is not an integer ≥ 1"),
+        ({"backward_direct": "yes"}, "solver.backward_direct: 'yes' is not true or false"),
     ]:
         with pytest.raises(ConfigError, match=path):
             SolverConfig().updated(**overrides)
