@@ -369,3 +369,42 @@ def test_config_validation_and_updates() -> None:
         assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match=r"estimator\.n_sample"):
         cfg.updated(n_sample=3)
+
+
+# --- the two routes to vᵀJ^k ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("estimator", ["basic", "neumann"])
+@pytest.mark.parametrize("series", ["residual", "monotone"])
+def test_explicit_jacobian_route_equals_successive_vjps(estimator: str, series: str) -> None:
+    """The explicit-J route (taken when D ≤ n) gives the estimate and the gradients of the successive-VJP route."""
+    from nflab.flows.logdet import hutchinson_series, neumann_series
+    from nflab.flows.logdet.powers import JacobianPowers
+
+    g = lipschitz_net()
+    params = tuple(g.parameters())
+    gen = torch.Generator().manual_seed(41)
+    x0 = X0 + 0.2 * torch.randn(7, DIM, generator=gen, dtype=DTYPE)
+    cfg = LogDetConfig(kind="roulette", n_exact_terms=DIM + 1, probe="rademacher", n_probes=2)
+    terms = sample_terms(cfg, training=True, generator=gen)
+    probes = [sample_probe(x0, "rademacher", gen) for _ in range(2)]
+    coefficient = SERIES[series].coefficient
+    results = {}
+    for route in ("vjp", "explicit"):
+        x = x0.clone().requires_grad_(True)
+        gx = g(x)
+        if estimator == "basic":
+            logdet = hutchinson_series(gx, x, probes, coefficient, terms, create_graph=True, route=route)
+        else:
+            logdet = neumann_series(gx, x, probes, coefficient, terms, route=route)
+        weights = torch.linspace(0.5, 1.5, 7, dtype=DTYPE)
+        grads = torch.autograd.grad((weights * logdet).sum(), [x, *params[:-1]])  # the last bias is not in J
+        results[route] = [logdet.detach(), *grads]
+    assert results["vjp"][0].abs().min() > 1e-3  # a real estimate, not zeros
+    for a, b in zip(results["vjp"], results["explicit"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    x = x0.clone().requires_grad_(True)
+    assert JacobianPowers(g(x), x, DIM, create_graph=False).explicit  # D ≤ n: auto takes the explicit J
+    assert not JacobianPowers(g(x), x, DIM - 1, create_graph=False).explicit
+    with pytest.raises(ValueError, match="route: 'fast' is not one of"):
+        JacobianPowers(g(x), x, DIM, create_graph=False, route="fast")  # type: ignore[arg-type]
