@@ -308,9 +308,9 @@ def run_monotone(args: argparse.Namespace) -> SuiteResult:
         "timing": f"{timing['warmup']} warm-up steps, then {timing['rounds']} rounds × {timing['per_round']} steps "
         "per model, interleaved, starting model rotated per round",
         "solvers": f"forward tol {FORWARD_TOL:g}, backward tol {BACKWARD_TOL:g}; "
-        + ", ".join(
-            f"{label} = {method} (memory {memory}, capped at the dimension 2)" for label, method, memory in VARIANTS
-        ),
+        + "plain iteration; Anderson(1) = the reference's secant step; Anderson = nflab's default, memory "
+        f"{SolverConfig().anderson_memory} capped at the dimension 2. Training steps use the direct implicit backward "
+        "(`backward_direct`, exact 2×2 Jacobian); the iteration counts switch it off to count the backward solves",
     }
     notes += [
         "`forward solver its/step`: forward fixed-point iterations summed over the blocks, averaged over the timed "
