@@ -29,10 +29,21 @@ def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         raise from_validation_error(exc, raw, RunConfig) from None
     config = run.model_dump(mode="json")
+    if run.analysis.kind == "fit1d":
+        return _regression(config)
     config["dataset"] = _dataset(config["dataset"])
     config["model"] = resolve_model(raw.get("model") or {})
     if config["eval"]["best_metric"] is None:
         config["eval"]["best_metric"] = "nats" if config["dataset"]["name"] in TOY_DATASETS else "bpd"
+    return config
+
+
+def _regression(config: dict[str, Any]) -> dict[str, Any]:
+    """An E1 run (``analysis.kind: fit1d``) fits ``analysis.target`` with blocks built from the analysis options:
+    it has no dataset and no model family, so both are recorded null (and any given ones are left out, like the
+    options of other analysis kinds, so that a matrix may mix density and fit1d runs)."""
+    config["dataset"] = {"name": None, "test_samples": None, "train_subset": None, "n_bins": None}
+    config["model"] = {"family": None}
     return config
 
 

@@ -145,8 +145,8 @@ class AnalysisSpec(Section):
       ``scaled_monotone`` R⁺M∘R⁺M); branches are ``mlp`` (``hidden``) or ``dense`` (``dense_depth``,
       ``dense_growth``, ``lip_coeff``) with ``activation`` and Lipschitz ``coeff``. Steps, batch, lr, seed,
       dtype and the logging/evaluation cadence come from ``train``; the fit error is the MSE on ``grid`` evenly
-      spaced points of the target's domain. ``dataset``, ``model``, ``estimator`` and ``eval`` are not used (a
-      run still names a dataset and a model family: run resolution requires them).
+      spaced points of the target's domain. ``dataset``, ``model``, ``estimator`` and ``eval`` are not used and
+      may be left out; the run's config records ``dataset.name`` and ``model.family`` as null.
     Options of the other kinds are ignored and left out of the resolved config.
     """
 

@@ -309,8 +309,8 @@ class Store:
                     "config_hash": spec["config_hash"],
                     "seed": int(spec["seed"]),
                     "repeat": int(spec.get("repeat", 0)),
-                    "dataset": (config.get("dataset") or {}).get("name"),
-                    "family": (config.get("model") or {}).get("family"),
+                    "dataset": _dataset_label(config),
+                    "family": _family_label(config),
                     "code_version": spec.get("code_version", code_version),
                     "attempts": 0,
                     "created_at": now,
@@ -593,3 +593,18 @@ def open_store(url: str | None = None) -> Store:
 
         url = load_settings().db_url
     return Store(url)
+
+
+def _dataset_label(config: Mapping[str, Any]) -> str | None:
+    """The run's dataset, or for a regression run (``analysis.kind: fit1d``, no dataset) its 1-D target."""
+    analysis = config.get("analysis") or {}
+    return (config.get("dataset") or {}).get("name") or (
+        analysis.get("target") if analysis.get("kind") == "fit1d" else None
+    )
+
+
+def _family_label(config: Mapping[str, Any]) -> str | None:
+    """The run's model family, or ``fit1d:<variant>`` for a regression run (no model section)."""
+    analysis = config.get("analysis") or {}
+    family = (config.get("model") or {}).get("family")
+    return family or (f"fit1d:{analysis.get('variant')}" if analysis.get("kind") == "fit1d" else None)

@@ -170,6 +170,8 @@ def test_store_and_cli_take_analysis_runs(tmp_path: Path, monkeypatch: pytest.Mo
             assert result["status"] == "finished", result["error"]
             store.record_result(ids[spec["run_key"]], result)
     db = sqlite3.connect(home / "nflab.db")
+    labels = db.execute("select dataset, family from nflab_runs order by family").fetchall()
+    assert labels == [("impflowfunc", "fit1d:residual"), ("checkerboard", "resflow")]  # a fit1d run has no dataset
     stored = db.execute("select metric, kind, budget from nflab_results").fetchall()
     assert sorted(stored) == sorted(
         [("nats", "best", "exact"), ("nats", "final", "exact"), ("mse", "best", "grid-50"), ("mse", "final", "grid-50")]

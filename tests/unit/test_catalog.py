@@ -170,6 +170,18 @@ def test_e1_fit1d_pipeline() -> None:
             "lip_coeff",
         }  # fmt: skip
         assert spec.config["train"]["steps"] <= 5000 and spec.config["train"]["dtype"] == "float64"
+        assert spec.config["dataset"]["name"] is None and spec.config["model"] == {"family": None}  # no placeholders
+
+
+def test_fit1d_runs_need_no_dataset_or_model_and_ignore_given_ones() -> None:
+    """A regression has no density: dataset and model may be left out; given ones do not enter the config hash."""
+    bare = "name: fit\nanalysis: {kind: fit1d, variant: residual}\n"
+    [alone] = expand(load_pipeline_text(bare))
+    [given] = expand(load_pipeline_text(bare + "dataset: {name: moons}\nmodel: {family: nice}\n"))
+    assert alone.config == given.config and alone.config_hash == given.config_hash
+    assert alone.config["dataset"]["name"] is None and alone.config["model"]["family"] is None
+    with pytest.raises(PipelineError, match=r"dataset\.name: required field missing"):
+        expand(load_pipeline_text("name: density\nmodel: {family: nice}\n"))  # a density run still needs one
 
 
 BASE = """\
