@@ -21,8 +21,10 @@ block b's N is drawn from a fresh ``torch.Generator`` seeded with ``seed(i, b)``
 estimator's ``generator`` (N is the first draw of a forward pass, then the probe), normflows gets the same N through
 its sampling function (``normflows.flows.residual.geometric_sample``, replaced for the duration of the run). Probes
 are drawn independently on each side. The mean number of terms per step is reported for both; it must agree.
-The matrix products of a few more steps of each side are recorded by shape and timed alone (``matmul_cpu_ms``): the
-same estimator does the same products in both libraries, so their time bounds how far any implementation can go.
+The matrix products of a few more steps of each side are recorded by shape and timed alone (``matmul_cpu_ms``).
+The estimate is the same on both sides; how it is computed is not: with D = 2 ≤ N, nflab takes vᵀJ^k from the
+explicit 2×2 Jacobian (``nflab.flows.logdet.powers``: 2 one-hot VJPs in one vmapped pass) where normflows takes N
+successive VJPs, so nflab does fewer and smaller products (the matmul column shows by how much).
 
 **Part 2 — E5 running-time breakdown** (i-ResNet paper: plain 0.31 s, + spectral norm 0.57 s, + log-det 1.88 s) for
 every Lipschitz family at its toy configuration (iresnet and resflow with 10 blocks instead of the published 100:
@@ -574,8 +576,10 @@ def run_residual(args: argparse.Namespace) -> SuiteResult:
         "`terms/step` is the number of power-series terms summed over the blocks, averaged over the timed steps: "
         "equal on both sides by construction (equal work).",
         "`matmul CPU ms/step`: the step's matrix products (recorded by shape over a few more steps, each shape "
-        "timed alone) — the same algorithm does the same products in both libraries. `matmul ÷ normflows CPU` is "
-        "therefore the smallest nflab ÷ normflows (CPU) that any implementation of this estimator could reach here.",
+        "timed alone). The estimate is the same; nflab computes vᵀJ^k from the explicit 2×2 Jacobian (D = 2 ≤ N: "
+        "2 one-hot VJPs in one vmapped pass) where normflows takes N successive VJPs, so nflab's products are fewer. "
+        "`matmul ÷ normflows CPU` is nflab's matrix-product time over normflows' whole step: the rest of nflab's "
+        "ratio is elementwise work and autograd overhead.",
         f"E5 for reference: {PUBLISHED_E5}. Here: toy 2-D models, batch {BATCH}, the families' own estimators "
         "(iresnet truncated 5 terms, resflow and idensenet roulette, monotone and implicit exact 2×2); "
         "`plain` keeps the architecture (η concatenation, activations, solves) with ordinary `nn.Linear` layers.",
