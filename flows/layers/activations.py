@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .lipschitz import check_positive_number
+from .pila import pila, pila_derivative
 
 LIPSWISH_DIVISOR = 1.1
 """sup_t d/dt[t·σ(t)] ≈ 1.0998, the same for every β > 0 (the derivative of x·σ(βx) is a function of βx)."""
@@ -32,10 +33,6 @@ CLIPSWISH_DIVISOR = 1.004
 
 CPILA_SAFETY_MARGIN = 1e-4
 """The numerically found CPila normaliser is multiplied by (1 + margin), covering the search's error."""
-
-_PILA_EXPONENT_FLOOR = -800.0
-"""k·z is clamped to [−800, 0] inside the z ≤ 0 branch: e^{−800} is 0 in float64, so the value is unchanged,
-while neither branch of the ``where`` can make inf (and so no inf·0 = NaN gradient) for any finite input."""
 
 
 def _check_non_negative(option: str, value: float) -> float:
@@ -96,25 +93,6 @@ class CLipSwish(nn.Module):
         beta = self.beta
         both = torch.cat([_swish_derivative(x, beta), -_swish_derivative(-x, beta)], dim=1)
         return both / (LIPSWISH_DIVISOR * CLIPSWISH_DIVISOR)
-
-
-def _pila_negative_part(z: Tensor, k: float) -> Tensor:
-    """z clamped into the z ≤ 0 branch's safe range [−800/k, 0] (see ``_PILA_EXPONENT_FLOOR``)."""
-    return torch.clamp(z, min=_PILA_EXPONENT_FLOOR / k, max=0.0)
-
-
-def pila(z: Tensor, k: float = 5.0) -> Tensor:
-    """z for z > 0; (k²/2·z³ − k z² + z)·e^{kz} for z ≤ 0."""
-    zn = _pila_negative_part(z, k)
-    negative = ((0.5 * k * k * zn - k) * zn + 1.0) * zn * torch.exp(k * zn)
-    return torch.where(z > 0, z, negative)
-
-
-def pila_derivative(z: Tensor, k: float = 5.0) -> Tensor:
-    """1 for z > 0; (k³/2·z³ + k²/2·z² − k z + 1)·e^{kz} for z ≤ 0."""
-    zn = _pila_negative_part(z, k)
-    negative = (((0.5 * k**3 * zn + 0.5 * k * k) * zn - k) * zn + 1.0) * torch.exp(k * zn)
-    return torch.where(z > 0, torch.ones_like(z), negative)
 
 
 class Pila(nn.Module):

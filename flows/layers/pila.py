@@ -1,0 +1,91 @@
+"""Pila_k (Ahn et al., 2022) and its first two derivatives, with an autograd rule that uses them.
+
+Pila_k(z) = z for z > 0 and (k²/2·z³ − k z² + z)·e^{kz} for z ≤ 0 (a C³ junction at 0);
+Pila'(z) = (k³/2·z³ + k²/2·z² − k z + 1)·e^{kz}, Pila''(z) = (k⁴/2·z³ + 2k³·z²)·e^{kz} for z ≤ 0 (1 and 0 above).
+Autograd through the dozen elementwise operations of the formula records them all, and a log-det gradient
+(``create_graph``) differentiates that record once more. :func:`pila` instead backpropagates by one product with
+Pila'(z), and Pila' by one product with Pila'' — the same numbers at a fraction of the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+PILA_EXPONENT_FLOOR = -800.0
+"""k·z is clamped to [−800, 0] inside the z ≤ 0 branch: e^{−800} is 0 in float64, so the value is unchanged,
+while neither branch of the ``where`` can make inf (and so no inf·0 = NaN gradient) for any finite input."""
+
+
+def _negative_part(z: Tensor, k: float) -> Tensor:
+    """z clamped into the z ≤ 0 branch's safe range [−800/k, 0]."""
+    return torch.clamp(z, min=PILA_EXPONENT_FLOOR / k, max=0.0)
+
+
+def pila_formula(z: Tensor, k: float) -> Tensor:
+    """Pila_k(z) by its formula (plain autograd)."""
+    zn = _negative_part(z, k)
+    negative = ((0.5 * k * k * zn - k) * zn + 1.0) * zn * torch.exp(k * zn)
+    return torch.where(z > 0, z, negative)
+
+
+def pila_derivative_formula(z: Tensor, k: float) -> Tensor:
+    """Pila_k'(z) by its formula (plain autograd)."""
+    zn = _negative_part(z, k)
+    negative = (((0.5 * k**3 * zn + 0.5 * k * k) * zn - k) * zn + 1.0) * torch.exp(k * zn)
+    return torch.where(z > 0, torch.ones_like(z), negative)
+
+
+def pila_second_derivative(z: Tensor, k: float) -> Tensor:
+    """Pila_k''(z) = (k⁴/2·z³ + 2k³·z²)·e^{kz} for z ≤ 0, 0 for z > 0."""
+    zn = _negative_part(z, k)
+    return (0.5 * k**4 * zn + 2.0 * k**3) * zn * zn * torch.exp(k * zn)  # zn = 0 for z > 0 gives 0
+
+
+class _PilaDerivative(torch.autograd.Function):
+    """Pila'(z), backpropagated by Pila''(z) (whose own derivatives come from autograd through its formula)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, k: float) -> Tensor:
+        ctx.save_for_backward(z)
+        ctx.k = k
+        return pila_derivative_formula(z, k)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (z,) = ctx.saved_tensors
+        return grad * pila_second_derivative(z, ctx.k), None
+
+
+class _Pila(torch.autograd.Function):
+    """Pila(z), backpropagated by one product with Pila'(z) (itself differentiable, for create_graph)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, k: float) -> Tensor:
+        ctx.save_for_backward(z)
+        ctx.k = k
+        return pila_formula(z, k)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (z,) = ctx.saved_tensors
+        return grad * _PilaDerivative.apply(z, ctx.k), None
+
+
+def pila(z: Tensor, k: float = 5.0) -> Tensor:
+    """z for z > 0; (k²/2·z³ − k z² + z)·e^{kz} for z ≤ 0 (gradients by the closed-form derivatives)."""
+    if torch.is_grad_enabled() and z.requires_grad:
+        return _Pila.apply(z, k)
+    return pila_formula(z, k)
+
+
+def pila_derivative(z: Tensor, k: float = 5.0) -> Tensor:
+    """1 for z > 0; (k³/2·z³ + k²/2·z² − k z + 1)·e^{kz} for z ≤ 0 (its gradient by Pila'')."""
+    if torch.is_grad_enabled() and z.requires_grad:
+        return _PilaDerivative.apply(z, k)
+    return pila_derivative_formula(z, k)
+
+
+__all__ = ["PILA_EXPONENT_FLOOR", "pila", "pila_derivative", "pila_second_derivative"]
