@@ -88,6 +88,13 @@ class LipschitzDenseLayer(nn.Module):
             parameter.requires_grad_(False)
         return self
 
+    @torch.no_grad()
+    def refreeze_from_(self, source: LipschitzDenseLayer) -> None:
+        """Frozen again at ``source``'s current η (used by ``frozen.FrozenMirror``)."""
+        eta1, eta2 = source.eta()
+        self.frozen_eta = torch.stack([eta1, eta2])
+        self.frozen = True
+
     def extra_repr(self) -> str:
         return (
             f"learnable_concat={self.learnable_concat}, lip_coeff={self.lip_coeff}, "

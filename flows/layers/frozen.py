@@ -56,15 +56,17 @@ def _signature(module: nn.Module) -> tuple:
 
 @torch.no_grad()
 def _refresh(frozen: nn.Module, module: nn.Module) -> None:
-    """Copy every parameter and buffer of ``module`` into ``frozen`` (same structure), then re-freeze its layers."""
+    """Bring ``frozen`` (same structure) to ``module``'s current values: layers with ``refreeze_from_`` (spectral,
+    dense) refreeze themselves from their source; every other module's own parameters and buffers are copied."""
     for target, source in zip(frozen.modules(), module.modules(), strict=True):
+        refreeze = getattr(target, "refreeze_from_", None)
+        if callable(refreeze):
+            refreeze(source)
+            continue
         for table in ("_parameters", "_buffers"):
             for name, value in getattr(source, table).items():
                 if value is not None:
                     getattr(target, table)[name].copy_(value)
-        if callable(getattr(target, "freeze_", None)):
-            target.frozen = False
-            target.freeze_()
 
 
 class FrozenMirror:

@@ -265,6 +265,15 @@ class LipschitzNormalizedLayer(nn.Module):
             parameter.requires_grad_(False)
         return self
 
+    @torch.no_grad()
+    def refreeze_from_(self, source: LipschitzNormalizedLayer) -> None:
+        """Frozen again at ``source``'s current normalised weight and bias (the layer frozen_copy(source) would be;
+        used by ``frozen.FrozenMirror``). u, v are not copied: a frozen layer never uses them."""
+        self.weight.copy_(source.normalized_weight())
+        if self.bias is not None and source.bias is not None:
+            self.bias.copy_(source.bias)
+        self.frozen = True
+
     # ---- lazy buffers in state dicts ----------------------------------------------------------------------------
     def _load_from_state_dict(
         self,

@@ -65,11 +65,17 @@ def pila_second_derivative(z: Tensor, k: float) -> Tensor:
 class _PilaDerivative(torch.autograd.Function):
     """Pila'(z), backpropagated by Pila''(z) (whose own derivatives come from autograd through its formula)."""
 
+    generate_vmap_rule = True  # elementwise: works under vmap / is_grads_batched (batched Jacobians)
+
     @staticmethod
-    def forward(ctx: Any, z: Tensor, k: float) -> Tensor:
+    def forward(z: Tensor, k: float) -> Tensor:
+        return _pila_derivative_values(z, k)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        z, k = inputs
         ctx.save_for_backward(z)
         ctx.k = k
-        return _pila_derivative_values(z, k)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
@@ -80,11 +86,17 @@ class _PilaDerivative(torch.autograd.Function):
 class _Pila(torch.autograd.Function):
     """Pila(z), backpropagated by one product with Pila'(z) (itself differentiable, for create_graph)."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, z: Tensor, k: float) -> Tensor:
+    def forward(z: Tensor, k: float) -> Tensor:
+        return _pila_values(z, k)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        z, k = inputs
         ctx.save_for_backward(z)
         ctx.k = k
-        return _pila_values(z, k)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:

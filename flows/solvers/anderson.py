@@ -86,7 +86,8 @@ def _mix(d_hist: list[Tensor], g_hist: list[Tensor], d: Tensor, eps: float) -> T
         mu = (d2 * d).sum(dim=1, keepdim=True) / ((d2 * d2).sum(dim=1, keepdim=True) + eps)
         return mu * g_hist[0]
     dF, dG = torch.stack(d_hist, dim=2), torch.stack(g_hist, dim=2)  # [batch, D, m]
-    gram = dF.transpose(1, 2) @ dF
-    gram = gram + eps * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    gamma = torch.linalg.solve_ex(gram, dF.transpose(1, 2) @ d[:, :, None])[0]
+    dF_t = dF.transpose(1, 2)
+    gram = dF_t @ dF
+    gram.diagonal(dim1=1, dim2=2).add_(eps)
+    gamma = torch.linalg.solve_ex(gram, dF_t @ d[:, :, None])[0]
     return (dG @ torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0))[:, :, 0]
