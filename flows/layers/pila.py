@@ -9,6 +9,7 @@ Pila'(z), and Pila' by one product with Pila'' — the same numbers at a fractio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -62,59 +63,40 @@ def pila_second_derivative(z: Tensor, k: float) -> Tensor:
     return (0.5 * k**4 * zn + 2.0 * k**3) * zn * zn * torch.exp(k * zn)  # zn = 0 for z > 0 gives 0
 
 
-class _PilaDerivative(torch.autograd.Function):
-    """Pila'(z), backpropagated by Pila''(z) (whose own derivatives come from autograd through its formula)."""
+class _ClosedFormElementwise(torch.autograd.Function):
+    """y = value(z, k), backpropagated by one product with slope(z, k) (differentiable in turn, for create_graph).
+
+    One rule serves Pila (slope Pila′) and Pila′ (slope Pila″)."""
 
     generate_vmap_rule = True  # elementwise: works under vmap / is_grads_batched (batched Jacobians)
 
     @staticmethod
-    def forward(z: Tensor, k: float) -> Tensor:
-        return _pila_derivative_values(z, k)
+    def forward(z: Tensor, k: float, value: Callable[[Tensor, float], Tensor], slope: Callable) -> Tensor:
+        return value(z, k)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        z, k = inputs
+        z, k, _, slope = inputs
         ctx.save_for_backward(z)
-        ctx.k = k
+        ctx.k, ctx.slope = k, slope
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         (z,) = ctx.saved_tensors
-        return grad * pila_second_derivative(z, ctx.k), None
-
-
-class _Pila(torch.autograd.Function):
-    """Pila(z), backpropagated by one product with Pila'(z) (itself differentiable, for create_graph)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(z: Tensor, k: float) -> Tensor:
-        return _pila_values(z, k)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        z, k = inputs
-        ctx.save_for_backward(z)
-        ctx.k = k
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (z,) = ctx.saved_tensors
-        return grad * _PilaDerivative.apply(z, ctx.k), None
+        return grad * ctx.slope(z, ctx.k), None, None, None
 
 
 def pila(z: Tensor, k: float = 5.0) -> Tensor:
     """z for z > 0; (k²/2·z³ − k z² + z)·e^{kz} for z ≤ 0 (gradients by the closed-form derivatives)."""
     if torch.is_grad_enabled() and z.requires_grad:
-        return _Pila.apply(z, k)
+        return _ClosedFormElementwise.apply(z, k, _pila_values, pila_derivative)
     return _pila_values(z, k)
 
 
 def pila_derivative(z: Tensor, k: float = 5.0) -> Tensor:
     """1 for z > 0; (k³/2·z³ + k²/2·z² − k z + 1)·e^{kz} for z ≤ 0 (its gradient by Pila'')."""
     if torch.is_grad_enabled() and z.requires_grad:
-        return _PilaDerivative.apply(z, k)
+        return _ClosedFormElementwise.apply(z, k, _pila_derivative_values, pila_second_derivative)
     return _pila_derivative_values(z, k)
 
 
