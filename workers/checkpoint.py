@@ -26,9 +26,19 @@ class CheckpointFile:
     step: int
     path: Path
 
+    @property
+    def kind(self) -> str:
+        """``best`` for the best-evaluation file, ``step`` for a resumable step checkpoint."""
+        return "best" if _BEST_RE.match(self.path.name) else "step"
+
     def describe(self) -> dict[str, Any]:
-        """The RunResult entry: step, file URI and sha256 of the bytes on disk."""
-        return {"step": self.step, "uri": self.path.resolve().as_uri(), "sha256": sha256_file(self.path)}
+        """The RunResult entry: step, kind, file URI and sha256 of the bytes on disk."""
+        return {
+            "step": self.step,
+            "kind": self.kind,
+            "uri": self.path.resolve().as_uri(),
+            "sha256": sha256_file(self.path),
+        }
 
 
 def sha256_file(path: Path) -> str:

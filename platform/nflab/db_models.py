@@ -36,6 +36,7 @@ NAMING_CONVENTION = {
 
 RUN_STATUSES = ("pending", "running", "finished", "failed", "cancelled")
 RESULT_KINDS = ("best", "final", "last")
+CHECKPOINT_KINDS = ("step", "best")
 
 
 def utcnow() -> datetime:
@@ -63,6 +64,8 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(20))
     submission_id: Mapped[str | None] = mapped_column(String(200))
     mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))
+    jobs_address: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class Run(Base):
@@ -117,16 +120,21 @@ class Result(Base):
 
 
 class Checkpoint(Base):
-    """A checkpoint a run wrote (URI + content hash)."""
+    """A checkpoint a run wrote (URI + content hash); ``kind`` is ``step`` (resumable state) or ``best``
+    (the evaluated weights of the best validation step), and both may exist at one step."""
 
     __tablename__ = "nflab_checkpoints"
-    __table_args__ = (UniqueConstraint("run_id", "step"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "step", "kind"),
+        CheckConstraint(f"kind IN {CHECKPOINT_KINDS!r}", name="kind"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("nflab_runs.id"), index=True)
     step: Mapped[int] = mapped_column(Integer)
     uri: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(10), server_default="step")
     created_at: Mapped[datetime]
 
 

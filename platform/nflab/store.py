@@ -353,7 +353,7 @@ class Store:
     def record_result(self, run_id: str, run_result: Mapping[str, Any]) -> None:
         """Record a RunResult dict in one transaction: run status/error/MLflow id/wall time, results, checkpoints.
 
-        Idempotent: results are keyed by (split, metric, kind, budget) and checkpoints by step; recording the same
+        Idempotent: results are keyed by (split, metric, kind, budget) and checkpoints by (step, kind); recording the same
         result again updates those rows instead of adding new ones. NaN values are not stored (no number).
         """
         status = run_result.get("status", "finished")
@@ -383,6 +383,7 @@ class Store:
                 "step": int(c["step"]),
                 "uri": str(c["uri"]),
                 "sha256": c.get("sha256"),
+                "kind": str(c.get("kind", "step")),
                 "created_at": now,
             }
             for c in run_result.get("checkpoints") or []
@@ -396,7 +397,7 @@ class Store:
                 run.wall_s = float(run_result["wall_s"])
             run.finished_at = now
             self._upsert(s, Result, results, ["run_id", "split", "metric", "kind", "budget"], ["value", "step"])
-            self._upsert(s, Checkpoint, checkpoints, ["run_id", "step"], ["uri", "sha256"])
+            self._upsert(s, Checkpoint, checkpoints, ["run_id", "step", "kind"], ["uri", "sha256"])
 
     def get_run(self, ref: str, campaign_id: str | None = None) -> dict[str, Any]:
         """A run by id, run key, unique id prefix or unique run-key prefix (within ``campaign_id`` if given),

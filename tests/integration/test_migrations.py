@@ -55,7 +55,7 @@ def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     url = _url(tmp_path)
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0002"
+    assert migrate.current(url) == migrate.head() == "0003"
     assert table_names(url) == {*TABLES, "nflab_alembic_version"}
     assert "alembic_version" not in table_names(url)
     migrate.check(url)
@@ -79,10 +79,12 @@ def test_down_and_up_keeps_every_row(tmp_path: Path) -> None:
     migrate.downgrade(url, "0001")
     assert migrate.current(url) == "0001"
     assert "ix_nflab_runs_status" not in index_names(url, "nflab_runs")
-    assert snapshot(url) == before
+    old = snapshot(url)  # 0003's columns are appended: an older row is a prefix of the newer one
+    assert {t: [r[: len(o)] for r, o in zip(before[t], old[t])] for t in TABLES} == old
+    assert all(len(old[t]) == len(before[t]) for t in TABLES)
 
     migrate.upgrade(url)
-    assert migrate.current(url) == "0002"
+    assert migrate.current(url) == migrate.head()
     assert "ix_nflab_runs_status" in index_names(url, "nflab_runs")
     assert "ix_nflab_results_metric_split_kind" in index_names(url, "nflab_results")
     assert snapshot(url) == before
@@ -126,3 +128,50 @@ def test_missing_migrations_folder_is_a_clear_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("NFLAB_MIGRATIONS", str(tmp_path / "nowhere"))
     with pytest.raises(migrate.MigrationError, match="migration scripts were not found"):
         migrate.upgrade(_url(tmp_path))
+
+
+def test_step_and_best_checkpoint_at_one_step_are_two_rows(tmp_path: Path) -> None:
+    """0003: a step file and the best file at the same step are both kept (0002 kept one of them)."""
+    url = _url(tmp_path)
+    migrate.upgrade(url, "0002")
+    engine = create_engine(url)
+    with engine.begin() as conn:  # a store written by 0002: one best file recorded at step 10
+        conn.execute(
+            text("INSERT INTO nflab_campaigns VALUES ('c', 'n', 'fp', 'y', '2026-01-01', 'finished', NULL, NULL)")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO nflab_runs (id, campaign_id, run_key, status, config, config_hash, seed, repeat, attempts,"
+                " created_at) VALUES ('r', 'c', 'k', 'finished', '{}', 'h', 1, 0, 1, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO nflab_checkpoints (run_id, step, uri, sha256, created_at) VALUES "
+                "('r', 10, 'file:///x/checkpoints/best_step_00000010.pt', NULL, '2026-01-01'),"
+                "('r', 20, 'file:///x/checkpoints/step_00000020.pt', NULL, '2026-01-01')"
+            )
+        )
+    engine.dispose()
+    with Store(url) as store:
+        kinds = {(c["step"], c["kind"]) for c in store.get_run("r")["checkpoints"]}
+        assert kinds == {(10, "best"), (20, "step")}
+        store.record_result(
+            "r",
+            {
+                "status": "finished",
+                "checkpoints": [
+                    {"step": 10, "kind": "step", "uri": "file:///x/checkpoints/step_00000010.pt"},
+                    {"step": 10, "kind": "best", "uri": "file:///x/checkpoints/best_step_00000010.pt"},
+                ],
+            },
+        )
+        rows = store.get_run("r")["checkpoints"]
+    assert sorted((c["step"], c["kind"], c["uri"].rsplit("/", 1)[1]) for c in rows) == [
+        (10, "best", "best_step_00000010.pt"),
+        (10, "step", "step_00000010.pt"),
+        (20, "step", "step_00000020.pt"),
+    ]
+    migrate.downgrade(url, "0002")
+    kept = sorted((r[2], r[3].rsplit("/", 1)[1]) for r in snapshot(url)["nflab_checkpoints"])
+    assert kept == [(10, "step_00000010.pt"), (20, "step_00000020.pt")]  # the best duplicate of step 10 went
