@@ -36,3 +36,11 @@ def run_concurrently(target: Callable[..., None], args: Iterable[tuple[Any, ...]
         t.start()
     for t in threads:
         t.join()
+
+
+def same_rows_older_schema(newer: dict[str, list[tuple[Any, ...]]], older: dict[str, list[tuple[Any, ...]]]) -> bool:
+    """True when ``older`` (a snapshot after a downgrade) holds every row of ``newer``, each cut to the older
+    table's columns (migrations append their columns, so an older row is a prefix of the newer one)."""
+    return all(
+        len(newer[t]) == len(older[t]) and all(n[: len(o)] == o for n, o in zip(newer[t], older[t])) for t in TABLES
+    )
