@@ -353,8 +353,8 @@ class Store:
     def record_result(self, run_id: str, run_result: Mapping[str, Any]) -> None:
         """Record a RunResult dict in one transaction: run status/error/MLflow id/wall time, results, checkpoints.
 
-        Idempotent: results are keyed by (split, metric, kind, budget) and checkpoints by (step, kind); recording the same
-        result again updates those rows instead of adding new ones. NaN values are not stored (no number).
+        Idempotent: results are keyed by (split, metric, kind, budget) and checkpoints by (step, kind); recording the
+        same result again updates those rows instead of adding new ones. NaN values are not stored (no number).
         """
         status = run_result.get("status", "finished")
         if status not in RUN_STATUSES:
