@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -106,6 +107,7 @@ class OptionSpec:
     annotation: Any
     default: Any
     doc: str
+    applies: str | None = None  # "images" / "vectors": meaningful for that kind of data only; None: for both
 
     @property
     def allowed(self) -> str:
@@ -115,7 +117,7 @@ class OptionSpec:
 def _field_specs(config_cls: type) -> dict[str, OptionSpec]:
     hints = typing.get_type_hints(config_cls)
     return {
-        f.name: OptionSpec(f.name, hints[f.name], f.default, f.metadata.get("doc", ""))
+        f.name: OptionSpec(f.name, hints[f.name], f.default, f.metadata.get("doc", ""), f.metadata.get("applies"))
         for f in dataclasses.fields(config_cls)
     }
 
@@ -180,6 +182,8 @@ def coerce_value(path: str, annotation: Any, value: Any) -> Any:
             return value
     elif annotation is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(path, value, "a finite number")
             return float(value)
     elif annotation is str:
         if isinstance(value, str):
@@ -304,6 +308,39 @@ def _combined_class(classes: tuple[type, ...]) -> type:
     return cls
 
 
+def data_kind(shape: Sequence[int]) -> str:
+    """``images`` for (c, h, w) samples, ``vectors`` for (d,)."""
+    return "images" if len(shape) == 3 else "vectors"
+
+
+def check_applicable(name: str, given: dict[str, Any], kind: str, *, written: bool = False) -> None:
+    """Refuse an option set for data it means nothing for (``glow.levels: 2`` on 2-D points) instead of ignoring it.
+
+    ``kind`` is ``images`` or ``vectors``. ``written=True``: ``given`` are the options a user wrote (a pipeline's
+    model section), each one counts. Otherwise ``given`` may be a resolved config listing every option of the family,
+    so a value the family itself supplies (its default or a preset's) passes and only other values are refused.
+    """
+    fam = family(name)
+    base = given.get("base") or fam.default_base if fam.wraps_base else None
+    specs = options(name, base=base)
+    presets = [*fam.presets.values(), *(_FAMILIES[base].presets.values() if base in _FAMILIES else [])]
+    for key, value in given.items():
+        spec = specs.get(key)
+        if spec is None or spec.applies in (None, kind):
+            continue
+        supplied = [spec.default, *(p[key] for p in presets if key in p)]
+        if not written and any(_same(value, v) for v in supplied):
+            continue
+        raise ConfigError(f"{name}.{key}", value, f"meaningful for {kind} ({key} applies to {spec.applies} only)")
+
+
+def _same(a: Any, b: Any) -> bool:
+    def norm(v: Any) -> Any:
+        return tuple(v) if isinstance(v, list | tuple) else v
+
+    return norm(a) == norm(b)
+
+
 def check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
     try:
         shp = tuple(int(s) for s in shape)
@@ -327,6 +364,7 @@ def build(name: str, shape: Sequence[int], **config: Any) -> Flow:
     fam = family(name)
     shp = check_shape(name, shape)
     cfg = resolve_config(name, **config)
+    check_applicable(name, config, data_kind(shp))
     augment = augment_part(cfg)
     inner_shape = padded_shape(shp, augment.padding)
     made = fam.builder(inner_shape, cfg)

@@ -43,6 +43,8 @@ def from_validation_error(exc: ValidationError, data: Any, root: type[BaseModel]
         if loc[:1] == ("matrix",) and not value:
             return Invalid(full, f"{value!r} is empty; a matrix axis needs at least one value")
         return Invalid(full, f"{value!r} has {ctx.get('actual_length')} items; {_length_rule(metadata)}")
+    if kind == "finite_number":
+        return Invalid(full, f"{value!r} is not a finite number")
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
         return Invalid(full, f"{value!r} is not a valid name: use only letters, digits, '_', '.' and '-'")
     if annotation is not None:

@@ -55,7 +55,8 @@ def load_pipeline_text(text: str, filename: str = "<string>", overrides: Sequenc
     try:
         data, lines = parse_with_lines(text)
     except YamlSyntaxError as exc:
-        raise PipelineError(f"{filename}:{exc.line}", "", f"YAML syntax error: {exc.problem}") from None
+        where = f"{filename}:{exc.line}" if exc.line else filename
+        raise PipelineError(where, "", f"YAML syntax error: {exc.problem}") from None
     except Invalid as exc:
         raise Locator(filename).error(exc) from None
     locator = Locator(filename, lines)

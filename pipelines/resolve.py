@@ -32,7 +32,8 @@ def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
     if run.analysis.kind == "fit1d":
         return _regression(config)
     config["dataset"] = _dataset(config["dataset"])
-    config["model"] = resolve_model(raw.get("model") or {})
+    kind = "vectors" if config["dataset"]["name"] in TOY_DATASETS else "images"
+    config["model"] = resolve_model(raw.get("model") or {}, kind)
     if config["eval"]["best_metric"] is None:
         config["eval"]["best_metric"] = "nats" if config["dataset"]["name"] in TOY_DATASETS else "bpd"
     return config
@@ -62,8 +63,10 @@ def _dataset(dataset: dict[str, Any]) -> dict[str, Any]:
     return {**dataset, "n_bins": derived}
 
 
-def resolve_model(model: dict[str, Any]) -> dict[str, Any]:
-    """``{family, **options}`` with every option of the family (defaults ← preset ← given); lists not tuples."""
+def resolve_model(model: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+    """``{family, **options}`` with every option of the family (defaults ← preset ← given); lists not tuples.
+
+    ``kind`` (``vectors``/``images``): the data the model fits; options meant for the other kind are refused."""
     options = dict(model)
     family = options.pop("family", None)
     allowed = flows.available()
@@ -79,6 +82,8 @@ def resolve_model(model: dict[str, Any]) -> dict[str, Any]:
             raise Invalid(("model", key), f"{key!r} is not an option of {family}; allowed: {', '.join(specs)}")
     try:
         cfg = flows.resolve_config(family, **options)
+        if kind is not None:
+            flows.registry.check_applicable(family, options, kind, written=True)
     except flows.ConfigError as exc:
         raise Invalid(_model_loc(family, exc.path), f"{exc.value!r} is not {exc.allowed}") from None
     except (TypeError, ValueError) as exc:

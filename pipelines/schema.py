@@ -44,7 +44,7 @@ DatasetName = Literal[DATASETS]  # type: ignore[valid-type]
 class Section(BaseModel):
     """Base of every section: unknown keys are errors, values are not coerced from strings."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 class DatasetSpec(Section):
@@ -59,7 +59,7 @@ class DatasetSpec(Section):
 class ModelSpec(BaseModel):
     """``family`` plus any options of that family; options are checked per run with ``resolve_config``."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
     family: str | None = None
 
@@ -101,7 +101,7 @@ class TrainSpec(Section):
     eval_every: PosInt = 500
     checkpoint_every: PosInt = 1000
     log_every: PosInt = 50
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

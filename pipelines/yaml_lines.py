@@ -36,6 +36,9 @@ Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+01234567
 
 Lines = dict[tuple[Any, ...], int]
 
+MAX_VALUES = 100_000  # values of the document once aliases are expanded (a pipeline has a few hundred)
+MAX_DEPTH = 64  # nesting of mappings and sequences
+
 
 class YamlSyntaxError(ValueError):
     """Malformed YAML: ``line`` (1-based, 0 if unknown) and a one-line ``problem``."""
@@ -59,20 +62,56 @@ def parse_with_lines(text: str) -> tuple[Any, Lines]:
     Sequence items are indexed by position (``('matrix', 'model.family', 1)``). The root is ``()``.
     Raises :class:`YamlSyntaxError` for malformed YAML and :class:`Invalid` for a duplicated key.
     """
-    loader = Loader(text)
+    try:
+        loader = Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses NUL and other control characters up front
+        raise YamlSyntaxError(0, _problem(exc)) from None
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {(): 1}
+        _check_expanded_size(node)
         data = loader.construct_document(node)
         lines: Lines = {(): node.start_mark.line + 1}
         _walk(node, (), lines, loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         raise YamlSyntaxError(mark.line + 1 if mark is not None else 0, _problem(exc)) from None
+    except RecursionError:
+        raise YamlSyntaxError(0, f"the document is nested too deeply (at most {MAX_DEPTH} levels)") from None
     finally:
         loader.dispose()
     return data, lines
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Refuse alias bombs and cycles before anything is constructed: the number of values the document holds with
+    every alias expanded (counted once per node, shared sub-trees by multiplication) and its nesting depth."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        line = node.start_mark.line + 1
+        if key in open_nodes:
+            raise YamlSyntaxError(line, "a recursive alias (an anchor used inside itself)")
+        if depth > MAX_DEPTH:
+            raise YamlSyntaxError(line, f"the document is nested too deeply (at most {MAX_DEPTH} levels)")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item, depth + 1) for item in node.value)
+        open_nodes.discard(key)
+        if total > MAX_VALUES:
+            raise YamlSyntaxError(line, f"the document expands to more than {MAX_VALUES:,} values (YAML aliases?)")
+        sizes[key] = total
+        return total
+
+    size(root, 0)
 
 
 def _problem(exc: yaml.YAMLError) -> str:

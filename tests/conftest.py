@@ -37,3 +37,17 @@ def float64() -> Iterator[None]:
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A real local Ray with 2 CPUs for the whole session."""
+    import ray
+
+    from nflab.workers.ray_exec import ensure_ray
+
+    started = not ray.is_initialized()
+    ensure_ray(num_cpus=2)
+    yield
+    if started:
+        ray.shutdown()

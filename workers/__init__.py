@@ -3,6 +3,7 @@
 Public API (imported lazily, so that ``import nflab.workers`` stays cheap for the CLI):
 ``execute_run(spec, ...) -> RunResult``, ``ensure_ray(address=None, *, num_cpus=None)``,
 ``run_specs(specs, ...)`` (one Ray task per run) and ``run_specs_inline(specs, ...)`` (sequential, in-process),
+``node_capacities()`` (CPUs and GPUs of each alive Ray node),
 ``prepare_tracking(tracking_uri, experiment_name) -> experiment_id``.
 """
 
@@ -16,6 +17,7 @@ _EXPORTS = {
     "ensure_ray": "ray_exec",
     "run_specs": "ray_exec",
     "run_specs_inline": "ray_exec",
+    "node_capacities": "ray_exec",
     "prepare_tracking": "tracking",
 }
 

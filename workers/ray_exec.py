@@ -44,6 +44,15 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
         ray.init(num_cpus=num_cpus, include_dashboard=False, **common)
 
 
+def node_capacities() -> list[dict[str, float]]:
+    """``{"cpu": …, "gpu": …}`` of every alive node of the connected Ray cluster (call :func:`ensure_ray` first)."""
+    return [
+        {"cpu": float(n["Resources"].get("CPU", 0)), "gpu": float(n["Resources"].get("GPU", 0))}
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
+
+
 def _run_in_task(
     spec: dict, workdir: str, tracking_uri: str, experiment_name: str, run_id: str, data_root: str | None, mailbox: Any
 ) -> dict:

@@ -13,10 +13,18 @@ Preprocess = Literal["logit", "shift", "none"]
 
 
 def option(default: Any, doc: str) -> Any:
-    """A dataclass field with a one-line description (shown by ``nflab models``)."""
+    """A dataclass field with a one-line description (shown by ``nflab models``).
+
+    A description that starts with ``images:`` or ``vectors:`` and does not name the other kind declares the option
+    for that kind of data only: ``build`` refuses it when given for the other (it would be silently ignored).
+    """
+    applies = next((k for k in ("images", "vectors") if doc.startswith(f"{k}:")), None)
+    if applies is not None and f"{'vectors' if applies == 'images' else 'images'}:" in doc:
+        applies = None
+    metadata = {"doc": doc, "applies": applies}
     if isinstance(default, list | tuple):
-        return field(default=tuple(default), metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+        return field(default=tuple(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def preprocessing(kind: str, alpha: float) -> Transform | None:

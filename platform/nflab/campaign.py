@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from nflab.db_models import Campaign, Run, too_long
 from nflab.pipelines import (
     Pipeline,
+    PipelineError,
     campaign_fingerprint,
     check_dataset_available,
     expand,
@@ -32,6 +36,7 @@ class PreparedCampaign:
     specs: list[dict[str, Any]]
     yaml_text: str
     fingerprint: str
+    filename: str = "<pipeline>"
 
 
 @dataclass
@@ -47,14 +52,65 @@ class CampaignOutcome:
 
 
 def prepare(path: str | Path, overrides: Sequence[str], settings: Settings) -> PreparedCampaign:
-    """Validate everything before anything is written: the YAML, every expanded run, the data files."""
+    """Validate everything before anything is written: the YAML, every expanded run, the data files, and that
+    every value fits its column of the store."""
     pipeline = load_pipeline(path, overrides)
     check_dataset_available(pipeline, str(settings.data_root))
     specs = [spec.model_dump(mode="json") for spec in expand(pipeline)]
+    _check_fits_store(pipeline_path(path).name, pipeline.name, specs)
     text = pipeline_path(path).read_text()
     if overrides:
         text += "".join(f"\n# --set {o}" for o in overrides)
-    return PreparedCampaign(pipeline, specs, text, campaign_fingerprint(pipeline))
+    return PreparedCampaign(pipeline, specs, text, campaign_fingerprint(pipeline), pipeline_path(path).name)
+
+
+def _check_fits_store(filename: str, name: str, specs: list[dict[str, Any]]) -> None:
+    checks = [("name", Campaign, {"name": name})]
+    for spec in specs:
+        cfg = spec["config"]
+        values = {"run_key": spec["run_key"], "dataset": cfg["dataset"]["name"], "family": cfg["model"]["family"]}
+        checks.append((spec["run_key"][:40], Run, values))
+    for where, model, values in checks:
+        over = too_long(model, values)
+        if over is not None:
+            column, length = over
+            value = values[column]
+            path = "name" if column == "name" else f"run {where}… {column}"
+            raise PipelineError(
+                filename, path, f"{value[:40]!r}… has {len(value):,} characters; the store allows at most {length}"
+            )
+
+
+def check_resources(prepared: PreparedCampaign, nodes: Sequence[dict[str, float]], where: str = "Ray") -> None:
+    """Refuse a run that no node can host (it would wait forever): its ``resources.cpu``/``gpu`` must fit one node."""
+    if not nodes:
+        raise PipelineError(where, "resources", "no alive node to run on")
+    best_cpu = max(n["cpu"] for n in nodes)
+    best_gpu = max(n["gpu"] for n in nodes)
+    for spec in prepared.specs:
+        res = spec["config"]["resources"]
+        if not any(res["cpu"] <= n["cpu"] and res["gpu"] <= n["gpu"] for n in nodes):
+            field = "gpu" if res["gpu"] > best_gpu else "cpu"
+            raise PipelineError(
+                prepared.filename,
+                f"resources.{field}",
+                f"{res[field]:g} is more than any node of {where} offers "
+                f"(largest: {best_cpu:g} CPUs, {best_gpu:g} GPUs; a run must fit on one node)",
+            )
+
+
+def local_capacity() -> list[dict[str, float]]:
+    """This machine as one node: its CPUs and CUDA GPUs (what a local Ray would offer)."""
+    import os
+
+    gpus = 0
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return [{"cpu": float(os.cpu_count() or 1), "gpu": float(gpus)}]
 
 
 def open_campaign(store: Store, prepared: PreparedCampaign, settings: Settings, *, fresh: bool = False) -> str:
@@ -103,7 +159,12 @@ def run_campaign(
             on_start(run_key)
 
     def finished(run_key: str, result: dict[str, Any]) -> None:
-        store.record_result(run_ids[run_key], result)
+        try:
+            store.record_result(run_ids[run_key], result)
+        except SQLAlchemyError as exc:  # the run is over either way: never leave it `running`
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:400]
+            result = {**result, "status": "failed", "error": f"could not record the result: {reason}"}
+            store.set_run_status(run_ids[run_key], "failed", result["error"])
         outcome.results[run_key] = result
         if on_result:
             on_result(run_key, result)

@@ -48,8 +48,10 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from nflab.flows import ConfigError
     from nflab.flows.data import DatasetFileError, DatasetFormatError
     from nflab.pipelines import PipelineError
+    from nflab.settings import SettingsError
+    from nflab.store import StoreLookupError
 
-    return (BadInput, PipelineError, ConfigError, DatasetFileError, DatasetFormatError)
+    return (BadInput, PipelineError, ConfigError, DatasetFileError, DatasetFormatError, SettingsError, StoreLookupError)
 
 
 def _guard(fn: Callable[[], int | None]) -> None:
@@ -85,10 +87,21 @@ def _settings() -> Settings:
 
 
 def _store(settings: Settings) -> Store:
+    """The store, migrated; a database that cannot be reached is bad input (one line naming the setting)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from nflab.settings import redact
     from nflab.store import Store
 
     settings.ensure_dirs()
-    return Store(settings.db_url)
+    store = Store(settings.db_url)
+    try:
+        store.ensure_schema()
+    except DBAPIError as exc:
+        store.close()
+        reason = _one_line(exc.orig) if exc.orig is not None else type(exc).__name__
+        raise BadInput(f"NFLAB_DB_URL: cannot use {redact(settings.db_url)!r}: {redact(reason)[:300]}") from None
+    return store
 
 
 def _print_json(data: Any) -> None:
@@ -110,22 +123,20 @@ def run(
     """Run a pipeline's campaign to completion with a progress bar, then print a summary."""
 
     def body() -> int:
-        from nflab.campaign import open_campaign, prepare, run_campaign
+        from nflab.campaign import check_resources, open_campaign, prepare, run_campaign
 
         settings = _settings()
-        prepared = prepare(pipeline, set_, settings)  # all validation happens before any write
+        prepared = prepare(pipeline, set_, settings)  # the pipeline is valid and fits the store: nothing written yet
 
-        def open_stores() -> tuple[Store, str]:
-            store = _store(settings)
-            return store, campaign or open_campaign(store, prepared, settings, fresh=fresh)
-
-        # the stores' set-up (migrations, MLflow's schema) overlaps with Ray's start-up
+        # the store's set-up (connection, migrations) overlaps with Ray's start-up
         with ThreadPoolExecutor(max_workers=1) as pool:
-            opened = pool.submit(open_stores)
-            from nflab.workers import ensure_ray
+            opened = pool.submit(_store, settings)
+            from nflab.workers import ensure_ray, node_capacities
 
             ensure_ray(address or settings.ray_address)
-            store, campaign_id = opened.result()
+            store = opened.result()
+        check_resources(prepared, node_capacities())  # a run no node can host would wait forever
+        campaign_id = campaign or open_campaign(store, prepared, settings, fresh=fresh)
         total_steps = sum(s["config"]["train"]["steps"] for s in prepared.specs)
         done_steps: dict[str, int] = {}
         quiet = json_out or not sys.stderr.isatty()
@@ -223,6 +234,10 @@ def leaderboard(
 
         if metric not in ("nats", "bpd"):
             raise BadInput(f"--metric: {metric!r} is not one of: nats, bpd")
+        if html is not None and html.is_dir():
+            raise BadInput(
+                f"--html: {str(html)!r} is a folder; give a file path such as {str(html / 'leaderboard.html')!r}"
+            )
         settings = _settings()
         store = _store(settings)
         rows = lb.leaderboard(store, dataset=dataset, metric=metric, include_reference=reference)
@@ -280,8 +295,6 @@ def status(
             console.print(table)
             return EXIT_OK
         camp = store.get_campaign(campaign_id)
-        if camp is None:
-            raise BadInput(f"campaign: {campaign_id!r} not found (see `nflab status`)")
         runs = store.list_runs(camp["id"])
         if json_out:
             _print_json({"campaign": camp, "runs": runs, "summary": store.campaign_summary(camp["id"])})
@@ -316,6 +329,9 @@ def cancel(campaign_id: Annotated[str, typer.Argument(help="campaign id (or pref
 @app.command()
 def logs(
     run_id: Annotated[str, typer.Argument(help="run id (or prefix) or run key")],
+    campaign_id: Annotated[
+        str | None, typer.Option("--campaign", help="look the run up in this campaign (id or prefix)")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """A run's log, its error if it failed, and its recorded results."""
@@ -323,9 +339,8 @@ def logs(
     def body() -> int:
         settings = _settings()
         store = _store(settings)
-        run_row = store.get_run(run_id)
-        if run_row is None:
-            raise BadInput(f"run: {run_id!r} not found (see `nflab status CAMPAIGN`)")
+        scope = store.get_campaign(campaign_id)["id"] if campaign_id is not None else None
+        run_row = store.get_run(run_id, scope)
         log_file = settings.home / "runs" / run_row["campaign_id"] / run_row["run_key"] / "train.log"
         text = log_file.read_text() if log_file.exists() else ""
         if json_out:
@@ -432,7 +447,24 @@ def config_show(json_out: Annotated[bool, typer.Option("--json", help="print JSO
 
 
 def main() -> None:
-    app()
+    """The console entry point: Typer's app, with usage errors as one line (exit 2) instead of a framed box."""
+    try:  # recent Typer vendors Click as typer._click; older releases use Click itself
+        from typer._click.exceptions import UsageError
+    except ImportError:  # pragma: no cover - depends on the installed Typer
+        from click.exceptions import UsageError
+
+    try:
+        code = app(standalone_mode=False)
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed when the error was made
+            sys.exit(EXIT_OK)
+        command = exc.ctx.command_path if exc.ctx is not None else "nflab"
+        err_console.print(f"error: {exc.format_message()} (see `{command} --help`)", highlight=False, markup=False)
+        sys.exit(EXIT_BAD_INPUT)
+    except typer.Abort:
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,13 @@ class ReproCheck(Base):
 
 
 TABLES: tuple[str, ...] = tuple(Base.metadata.tables)
+
+
+def too_long(model: type[Base], values: dict[str, Any]) -> tuple[str, int] | None:
+    """The first ``(column, max length)`` of ``model`` whose string column a value of ``values`` would overflow
+    (PostgreSQL refuses it; SQLite would store it), or None when every value fits."""
+    for name, value in values.items():
+        length = getattr(model.__table__.columns[name].type, "length", None)
+        if isinstance(value, str) and length is not None and len(value) > length:
+            return name, length
+    return None

@@ -64,13 +64,24 @@ def _one_value_per_run(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return chosen
 
 
+def _one_per_seed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest result of each seed: a ``--fresh`` re-run of a seed replaces it, it is not a second seed."""
+    newest: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        prev = newest.get(row["seed"])
+        if prev is None or row["created_at"] > prev["created_at"]:
+            newest[row["seed"]] = row
+    return list(newest.values())
+
+
 def _ours(store: Store, dataset: str | None, metric: str, split: str, kind: str) -> list[Row]:
     groups: dict[tuple[str, str | None, str], list[dict[str, Any]]] = {}
     per_run = _one_value_per_run(store.result_rows(metric=metric, split=split, kind=kind, dataset=dataset))
     for row in per_run.values():
         groups.setdefault((row["dataset"] or "?", row["family"], row["config_hash"]), []).append(row)
     out = []
-    for (ds, family, config_hash), members in groups.items():
+    for (ds, family, config_hash), rows in groups.items():
+        members = _one_per_seed(rows)
         values = [m["value"] for m in members]
         out.append(
             Row(

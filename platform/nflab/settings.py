@@ -26,6 +26,20 @@ _USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*)
 _QUERY_SECRET = re.compile(r"(?P<key>[?&;](?:password|passwd|pwd|token|secret|api_key)=)(?P<val>[^&;\s]*)", re.I)
 
 
+# what each URL setting may name: nflab's store runs on SQLite and PostgreSQL; MLflow takes its own stores
+DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+MLFLOW_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "mysql", "mssql", "file", "http", "https", "databricks")
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+class SettingsError(ValueError):
+    """A setting from the environment that cannot work: names the variable, its (redacted) value and what is
+    allowed. Raised by :func:`load_settings` before anything starts."""
+
+    def __init__(self, var: str, value: str, allowed: str) -> None:
+        super().__init__(f"{var}: {redact(value)!r} is not {allowed}")
+
+
 def redact(value: str) -> str:
     """Replace the password of ``scheme://user:password@host`` (and ``?password=``-like params) by ``***``."""
     value = _USERINFO_PASSWORD.sub(lambda m: f"{m['head']}:***@", value)
@@ -107,7 +121,27 @@ def load_settings(**overrides: Any) -> Settings:
     for key in ("mlflow_artifact_root", "data_root"):
         if key in rest:
             rest[key] = Path(rest[key]).expanduser()
-    return replace(settings, **rest)
+    settings = replace(settings, **rest)
+    check_settings(settings)
+    return settings
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise :class:`SettingsError` for a setting that cannot work (a URL of no known scheme, a folder that is a
+    file), so that the mistake is one line before Ray or a store starts."""
+    for var, folder in (("NFLAB_HOME", settings.home), ("NFLAB_DATA", settings.data_root)):
+        if folder.exists() and not folder.is_dir():
+            raise SettingsError(var, str(folder), "a folder (it is a file)")
+    db = _SCHEME.match(settings.db_url)
+    if db is None or db["scheme"] not in DB_SCHEMES:
+        raise SettingsError("NFLAB_DB_URL", settings.db_url, f"a database URL: {' or '.join(DB_SCHEMES)}://…")
+    mlflow = _SCHEME.match(settings.mlflow_tracking_uri)
+    if mlflow is not None and mlflow["scheme"] not in MLFLOW_SCHEMES:
+        raise SettingsError(
+            "MLFLOW_TRACKING_URI",
+            settings.mlflow_tracking_uri,
+            f"a tracking URI: {', '.join(MLFLOW_SCHEMES)} or a path",
+        )
 
 
 def ensure_dirs(settings: Settings | None = None) -> Settings:

@@ -204,10 +204,10 @@ class Store:
             return found
         matches = list(s.scalars(select(Campaign).where(Campaign.id.startswith(ref, autoescape=True)).limit(5)))
         if not ref or not matches:
-            raise StoreLookupError(f"no campaign with id or id prefix {ref!r}")
+            raise StoreLookupError(f"campaign: {ref!r} is no campaign id or id prefix (see `nflab status`)")
         if len(matches) > 1:
             ids = ", ".join(m.id for m in matches)
-            raise AmbiguousReferenceError(f"campaign prefix {ref!r} matches several campaigns: {ids}")
+            raise AmbiguousReferenceError(f"campaign: {ref!r} matches several campaigns: {ids}; give more of the id")
         return matches[0]
 
     def _counts(self, s: Session, campaign_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -426,10 +426,13 @@ class Store:
             if len(matches) == 1 and ref:
                 return matches[0]
             if len(matches) > 1:
-                where = "" if campaign_id is None else f" in campaign {campaign_id}"
-                ids = ", ".join(m.id for m in matches)
-                raise AmbiguousReferenceError(f"run reference {ref!r} matches several runs{where}: {ids}")
-        raise StoreLookupError(f"no run with id, run key, id prefix or run key prefix {ref!r}")
+                where = "" if campaign_id is None else f" in campaign {campaign_id[:8]}"
+                found = ", ".join(f"{m.id[:8]} (campaign {m.campaign_id[:8]})" for m in matches)
+                raise AmbiguousReferenceError(
+                    f"run: {ref!r} matches several runs{where}: {found}; name one by its id or with --campaign"
+                )
+        where = "" if campaign_id is None else f" in campaign {campaign_id[:8]}"
+        raise StoreLookupError(f"run: {ref!r} is no run id, run key or prefix of one{where} (see `nflab status`)")
 
     def list_runs(
         self, campaign_id: str, status: str | Iterable[str] | None = None, *, with_results: bool = False

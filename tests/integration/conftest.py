@@ -7,7 +7,6 @@ import copy
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +83,3 @@ def experiment() -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path / "work"
-
-
-@pytest.fixture(scope="session")
-def ray_local() -> Iterator[None]:
-    """A real local Ray with 2 CPUs for the whole session."""
-    import ray
-
-    from nflab.workers.ray_exec import ensure_ray
-
-    started = not ray.is_initialized()
-    ensure_ray(num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()

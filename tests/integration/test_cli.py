@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 
 from nflab.cli import app
 
+TOY = "name: x\ndataset: {name: moons}\nmodel: {family: resflow}\n"
 PIPELINE = """\
 name: cli-toy
 dataset: {name: 8gaussians, test_samples: 500}
@@ -111,6 +112,26 @@ def test_nan_run_fails_with_reason_and_others_finish(home: Path, tmp_path: Path,
         ("name: x\ndataset: {name: 8gaussians}\nmodel: {family: monotne}\n", "bad.yaml:3 model.family: 'monotne'"),
         ("name: x\ndataset: {name: 8gaussians}\nmodel: {family: nice}\ntrain: {steps: many}\n", "train.steps"),
         ("name: x\ndataset: {name: cifar10}\nmodel: {family: glow}\n", "cifar10"),
+        # non-finite numbers are bad input, never a default (YAML's .inf/.nan)
+        (f"{TOY}train: {{lr: .inf}}\n", "train.lr: inf is not a finite number"),
+        (f"{TOY}train: {{weight_decay: .inf}}\n", "train.weight_decay: inf is not a finite number"),
+        (f"{TOY}estimator: {{poisson_lambda: .nan}}\n", "estimator.poisson_lambda: nan is not a finite number"),
+        ("name: x\ndataset: {name: moons}\nmodel: {family: realnvp, alpha: .nan}\n", "model.alpha: nan is not a fin"),
+        (f"{TOY}resources: {{cpu: .inf}}\n", "resources.cpu: inf is not a finite number"),
+        # values that overflow the store's columns are refused before any row is written
+        (f"name: {'n' * 300}\ndataset: {{name: moons}}\nmodel: {{family: nice}}\n", "has 300 characters"),
+        (f"{TOY}train: {{seed: {10**40}}}\n", "train.seed"),
+        # hostile YAML: an alias bomb, a recursive alias, deep nesting, a NUL byte
+        (
+            "name: x\na: &a [1,1,1,1,1,1,1,1,1,1]\n"
+            + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdefg", "bcdefgh")),
+            "expands to more than",
+        ),
+        ("name: x\nmatrix: &m [*m]\n", "recursive alias"),
+        ("name: x\ndataset: " + "[" * 2000 + "]" * 2000 + "\n", "nested too deeply"),
+        ("name: x\x00\n", "unacceptable character"),
+        # an option that means nothing for the data is refused, not ignored
+        ("name: x\ndataset: {name: moons}\nmodel: {family: glow, levels: 2}\n", "model.levels: 2 is not meaningful"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(home: Path, tmp_path: Path, text: str, fragment: str) -> None:
