@@ -454,7 +454,7 @@ def main() -> None:
         from click.exceptions import UsageError
 
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="nflab")
     except UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed when the error was made
             sys.exit(EXIT_OK)

@@ -169,3 +169,68 @@ def test_logs_show_the_run_log_and_the_failure_reason(home: Path, tmp_path: Path
     assert shown.exit_code == 0
     assert "start run" in shown.stdout and "failed: non-finite loss" in shown.stdout
     assert run["error"] in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("resources", "fragment"),
+    [("{cpu: 1000}", "resources.cpu: 1000 is more than any node"), ("{gpu: 1}", "resources.gpu: 1 is more than any")],
+)
+def test_resources_no_node_offers_are_refused_before_any_row(
+    home: Path, tmp_path: Path, ray_local: None, resources: str, fragment: str
+) -> None:
+    pipeline = tmp_path / "big.yaml"
+    pipeline.write_text(f"{TOY}train: {{steps: 5}}\nresources: {resources}\n")
+    result = CliRunner().invoke(app, ["run", str(pipeline)])
+    assert result.exit_code == 2 and fragment in result.stderr, result.output
+    assert "largest: 2 CPUs, 0 GPUs" in result.stderr
+    assert sqlite3.connect(home / "nflab.db").execute("select count(*) from nflab_campaigns").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"NFLAB_DB_URL": "notaurl"}, "NFLAB_DB_URL: 'notaurl' is not a database URL"),
+        ({"MLFLOW_TRACKING_URI": "foo://bar"}, "MLFLOW_TRACKING_URI: 'foo://bar' is not a tracking URI"),
+        ({"NFLAB_HOME": "FILE"}, "is not a folder (it is a file)"),
+        ({"NFLAB_DB_URL": "postgresql+psycopg://nflab:s3cret@127.0.0.1:1/none"}, "NFLAB_DB_URL: cannot use"),
+    ],
+)
+def test_environment_mistakes_are_one_line_before_ray(
+    home: Path, tmp_path: Path, env: dict[str, str], fragment: str
+) -> None:
+    pipeline = tmp_path / "ok.yaml"
+    pipeline.write_text(f"{TOY}train: {{steps: 5}}\n")
+    (tmp_path / "file").write_text("")
+    env = {k: str(tmp_path / "file") if v == "FILE" else v for k, v in env.items()}
+    full = {**os.environ, "NFLAB_HOME": str(home), "RAY_ADDRESS": "", **env}
+    proc = subprocess.run(
+        [sys.executable, "-m", "nflab.cli", "run", str(pipeline)], capture_output=True, text=True, env=full, timeout=120
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert "s3cret" not in proc.stderr and "ray" not in proc.stderr.lower()  # no password, Ray never started
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["run", "x.yaml", "--bogus"], "No such option: --bogus (see `nflab run --help`)"),
+        (["run"], "Missing argument 'pipeline'"),
+        (["bogus"], "No such command 'bogus'"),
+        (["status", "nosuchcampaign"], "campaign: 'nosuchcampaign' is no campaign id"),
+        (["logs", "nosuchrun"], "run: 'nosuchrun' is no run id"),
+        (["leaderboard", "--html", "."], "is a folder; give a file path"),
+    ],
+)
+def test_usage_and_lookup_errors_are_one_line_exit_2(home: Path, args: list[str], fragment: str) -> None:
+    env = {**os.environ, "NFLAB_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "nflab.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=home.parent,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and fragment in lines[0], proc.stderr
