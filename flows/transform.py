@@ -1,6 +1,6 @@
 """Invertible transforms with log-determinants: ``forward(x) -> (z, log|det ∂z/∂x|)``, ``inverse(z) -> x``.
 
-Direction convention (design §9): ``forward`` maps data to latent; the log-density of the data is
+Direction convention: ``forward`` maps data to latent; the log-density of the data is
 ``log p(x) = log p_Z(f(x)) + log|det J_f(x)|``. Every transform declares whether its log-det is
 ``exact``, ``unbiased`` (a stochastic estimate with the right mean) or ``biased`` (e.g. a truncated series).
 """

@@ -1,6 +1,6 @@
 """nflab.pipelines — what to run: the pipeline schema, loading with line-accurate errors, expansion.
 
-``load_pipeline(path, overrides)`` reads and validates a YAML pipeline (design §5), ``expand(pipeline)``
+``load_pipeline(path, overrides)`` reads and validates a YAML pipeline, ``expand(pipeline)``
 turns it into ``RunSpec``s (docs/contracts.md), and ``catalog/*.yaml`` ships the seed experiments.
 """
 

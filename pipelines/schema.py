@@ -1,4 +1,4 @@
-"""The pipeline schema (design §5): pydantic models for the YAML and for one expanded run.
+"""The pipeline schema: pydantic models for the YAML and for one expanded run.
 
 Every section forbids unknown keys and is strict (YAML already types its scalars: ``"5"`` is not an
 integer here, but ``5`` is a valid number). ``1e-3`` reads as a float (see ``yaml_lines``).

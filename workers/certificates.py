@@ -1,4 +1,4 @@
-"""Per-run certificates on a probe batch of held-out data (design §9 "beyond the references").
+"""Per-run certificates on a probe batch of held-out data (beyond what the reference papers report).
 
 - ``inversion_error``: max |f⁻¹(f(x)) − x| over the probe batch (``None`` for models that are not bijections: CIF).
 - ``logdet_gap``: mean |exact − model| log-det, the exact log-det against the model's own (evaluation budget)

@@ -33,7 +33,7 @@ from .seeding import capture_rng, make_generator, restore_rng, seed_everything
 from .tracking import Tracker
 
 STOP_ENV = "NFLAB_TEST_STOP_AFTER_STEP"  # test hook: simulate a crash after this step's checkpoint logic
-IMPLICIT_FAMILIES = ("implicit", "monotone")  # TF32 off on GPU for these (design §9)
+IMPLICIT_FAMILIES = ("implicit", "monotone")  # TF32 off on GPU for these (docs/architecture.md §4)
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "steps": 1000,

@@ -48,7 +48,7 @@ def redact(value: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Where nflab keeps its state and which services it talks to (see design.md §3)."""
+    """Where nflab keeps its state and which services it talks to (the README's settings table)."""
 
     home: Path
     db_url: str
