@@ -313,25 +313,33 @@ def data_kind(shape: Sequence[int]) -> str:
     return "images" if len(shape) == 3 else "vectors"
 
 
-def check_applicable(name: str, given: dict[str, Any], kind: str, *, written: bool = False) -> None:
-    """Refuse an option set for data it means nothing for (``glow.levels: 2`` on 2-D points) instead of ignoring it.
+def inapplicable(name: str, given: dict[str, Any], kind: str, *, written: bool = False) -> list[tuple[str, Any, str]]:
+    """``(option, value, the data it applies to)`` for each option of ``given`` that means nothing for ``kind``
+    (``images`` or ``vectors``) of data, e.g. ``glow.levels`` on 2-D points.
 
-    ``kind`` is ``images`` or ``vectors``. ``written=True``: ``given`` are the options a user wrote (a pipeline's
-    model section), each one counts. Otherwise ``given`` may be a resolved config listing every option of the family,
-    so a value the family itself supplies (its default or a preset's) passes and only other values are refused.
+    ``written=True``: ``given`` are options a user wrote, each one counts. Otherwise ``given`` may be a resolved
+    config listing every option of the family, so a value the family itself supplies (its default or a preset's)
+    is not counted.
     """
     fam = family(name)
     base = given.get("base") or fam.default_base if fam.wraps_base else None
     specs = options(name, base=base)
     presets = [*fam.presets.values(), *(_FAMILIES[base].presets.values() if base in _FAMILIES else [])]
+    found = []
     for key, value in given.items():
         spec = specs.get(key)
         if spec is None or spec.applies in (None, kind):
             continue
         supplied = [spec.default, *(p[key] for p in presets if key in p)]
-        if not written and any(_same(value, v) for v in supplied):
-            continue
-        raise ConfigError(f"{name}.{key}", value, f"meaningful for {kind} ({key} applies to {spec.applies} only)")
+        if written or not any(_same(value, v) for v in supplied):
+            found.append((key, value, spec.applies))
+    return found
+
+
+def check_applicable(name: str, given: dict[str, Any], kind: str) -> None:
+    """Refuse an option set for data it means nothing for instead of ignoring it (see :func:`inapplicable`)."""
+    for key, value, applies in inapplicable(name, given, kind):
+        raise ConfigError(f"{name}.{key}", value, f"meaningful for {kind} ({key} applies to {applies} only)")
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -16,7 +16,7 @@ from .errors import Invalid, PipelineError
 from .hashing import canonical_json, config_hash, derive_seed, sha256_hex
 from .locate import Locator, show
 from .matrix import Combo, check_matrix, combinations, flat_overrides, set_path
-from .resolve import resolve_run
+from .resolve import resolve_run, unused_model_options
 from .schema import SECTIONS, Pipeline, RunSpec
 
 
@@ -32,18 +32,48 @@ def base_config(pipeline: Pipeline) -> dict[str, Any]:
     return raw
 
 
-def run_config(pipeline: Pipeline, combo: Combo) -> dict[str, Any]:
-    """Resolved config of one matrix combination; raises :class:`PipelineError` naming line and values."""
+def raw_config(pipeline: Pipeline, combo: Combo) -> dict[str, Any]:
+    """The sections of one matrix combination as written (base ← matrix values ← ``--set``), not resolved."""
     raw = copy.deepcopy(base_config(pipeline))
     for axis, (_, value) in combo.items():
         set_path(raw, axis, value)
     for path, value in (pipeline._overrides or {}).items():
         if path not in pipeline.matrix:
             set_path(raw, path, value)
+    return raw
+
+
+def run_config(pipeline: Pipeline, combo: Combo, raw: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Resolved config of one matrix combination; raises :class:`PipelineError` naming line and values."""
     try:
-        return resolve_run(raw)
+        return resolve_run(raw if raw is not None else raw_config(pipeline, combo))
     except Invalid as exc:
         raise locator_of(pipeline).error(exc, combo) from None
+
+
+class _UnusedOptions:
+    """Model options a user wrote that mean nothing for the data (``glow.levels`` on 2-D points) are refused, not
+    silently ignored: an option counts as used when at least one run of the campaign fits data it applies to, so a
+    matrix over toy and image sets may carry options of both kinds."""
+
+    def __init__(self) -> None:
+        self.unused: dict[str, tuple[Any, str, Combo]] = {}
+        self.used: set[str] = set()
+
+    def add(self, raw: dict[str, Any], config: dict[str, Any], combo: Combo) -> None:
+        bad = {key: (value, applies) for key, value, applies in unused_model_options(raw, config)}
+        for key in raw.get("model") or {}:
+            if key in bad:
+                self.unused.setdefault(key, (*bad[key], combo))
+            else:
+                self.used.add(key)
+
+    def check(self, locator: Locator) -> None:
+        for key, (value, applies, combo) in self.unused.items():
+            if key not in self.used:
+                other = "vectors" if applies == "images" else "images"
+                problem = f"{value!r} is not meaningful for {other}: {key} applies to {applies} only"
+                raise locator.error(Invalid(("model", key), problem), combo)
 
 
 def expand(pipeline: Pipeline) -> list[RunSpec]:
@@ -55,8 +85,11 @@ def expand(pipeline: Pipeline) -> list[RunSpec]:
         raise locator.error(exc) from None
     runs: list[RunSpec] = []
     owners: dict[str, Combo] = {}
+    unused = _UnusedOptions()
     for combo in combinations(pipeline.matrix):
-        config = run_config(pipeline, combo)
+        raw = raw_config(pipeline, combo)
+        config = run_config(pipeline, combo, raw)
+        unused.add(raw, config, combo)
         digest = config_hash(config)
         base_seed = config["train"]["seed"]
         for repeat in range(pipeline.repeats):
@@ -75,6 +108,7 @@ def expand(pipeline: Pipeline) -> list[RunSpec]:
                     config=copy.deepcopy(config),
                 )
             )
+    unused.check(locator)
     return runs
 
 

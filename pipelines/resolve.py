@@ -32,11 +32,21 @@ def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
     if run.analysis.kind == "fit1d":
         return _regression(config)
     config["dataset"] = _dataset(config["dataset"])
-    kind = "vectors" if config["dataset"]["name"] in TOY_DATASETS else "images"
-    config["model"] = resolve_model(raw.get("model") or {}, kind)
+    config["model"] = resolve_model(raw.get("model") or {})
     if config["eval"]["best_metric"] is None:
         config["eval"]["best_metric"] = "nats" if config["dataset"]["name"] in TOY_DATASETS else "bpd"
     return config
+
+
+def unused_model_options(raw: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The model options ``raw`` (a run's sections as written) sets that mean nothing for the run's data (vector
+    options on images, image options on toy sets): ``(option, value, the data it applies to)``."""
+    family = config["model"]["family"]
+    if family is None:
+        return []
+    written = {k: v for k, v in (raw.get("model") or {}).items() if k != "family"}
+    kind = "vectors" if config["dataset"]["name"] in TOY_DATASETS else "images"
+    return flows.registry.inapplicable(family, written, kind, written=True)
 
 
 def _regression(config: dict[str, Any]) -> dict[str, Any]:
@@ -63,10 +73,8 @@ def _dataset(dataset: dict[str, Any]) -> dict[str, Any]:
     return {**dataset, "n_bins": derived}
 
 
-def resolve_model(model: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
-    """``{family, **options}`` with every option of the family (defaults ← preset ← given); lists not tuples.
-
-    ``kind`` (``vectors``/``images``): the data the model fits; options meant for the other kind are refused."""
+def resolve_model(model: dict[str, Any]) -> dict[str, Any]:
+    """``{family, **options}`` with every option of the family (defaults ← preset ← given); lists not tuples."""
     options = dict(model)
     family = options.pop("family", None)
     allowed = flows.available()
@@ -82,8 +90,6 @@ def resolve_model(model: dict[str, Any], kind: str | None = None) -> dict[str, A
             raise Invalid(("model", key), f"{key!r} is not an option of {family}; allowed: {', '.join(specs)}")
     try:
         cfg = flows.resolve_config(family, **options)
-        if kind is not None:
-            flows.registry.check_applicable(family, options, kind, written=True)
     except flows.ConfigError as exc:
         raise Invalid(_model_loc(family, exc.path), f"{exc.value!r} is not {exc.allowed}") from None
     except (TypeError, ValueError) as exc:

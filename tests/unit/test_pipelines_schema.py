@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nflab.flows import available
-from nflab.pipelines import PipelineError, check_dataset_available, load_pipeline, load_pipeline_text
+from nflab.pipelines import PipelineError, check_dataset_available, expand, load_pipeline, load_pipeline_text
 
 FAMILIES = ", ".join(available())
 
@@ -169,12 +169,22 @@ def test_train_subset_is_for_images_only() -> None:
     assert message.startswith("toy.yaml:4 dataset.train_subset: 10 is not allowed")
 
 
+def test_options_meant_for_other_data_are_refused_unless_some_run_uses_them() -> None:
+    images = TOY.replace("checkerboard", "digits")
+    assert error_of(images) == (
+        "toy.yaml:8 model.hidden: [64, 64] is not meaningful for images: hidden applies to vectors only"
+    )
+    mixed = TOY + "matrix:\n  dataset.name: [checkerboard, digits]\n"
+    assert len(expand(load_pipeline_text(mixed, "toy.yaml"))) == 2  # the toy run uses hidden
+
+
 def test_dataset_availability(tmp_path) -> None:
     toy = load_pipeline_text(TOY, "toy.yaml")
     check_dataset_available(toy, tmp_path)
-    digits = load_pipeline_text(TOY.replace("checkerboard", "digits"), "toy.yaml")
+    images = TOY.replace("  hidden: [64, 64]\n", "")  # a vector option: refused for a campaign of image runs
+    digits = load_pipeline_text(images.replace("checkerboard", "digits"), "toy.yaml")
     check_dataset_available(digits, tmp_path)
-    mnist = load_pipeline_text(TOY.replace("checkerboard", "mnist"), "toy.yaml")
+    mnist = load_pipeline_text(images.replace("checkerboard", "mnist"), "toy.yaml")
     with pytest.raises(PipelineError) as info:
         check_dataset_available(mnist, tmp_path)
     message = str(info.value)
