@@ -24,7 +24,7 @@ import ray
 
 from .execute import execute_run, failed_result
 from .progress import ProgressActor, throttled_reporter
-from .raynet import AUTH_HELP, RayAddressError, enable_token_auth_if_available, is_jobs_address, probe
+from .raynet import AUTH_HELP, RayAddressError, check_address, enable_token_auth_if_available
 from .tracking import absolute_tracking_uri, prepare_tracking
 
 OnResult = Callable[[str, dict], None]
@@ -48,13 +48,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     if address is None or address == "local":
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common)
         return
-    if is_jobs_address(address):
-        raise RayAddressError(
-            f"Ray address: {address!r} is a Jobs API (dashboard) address, which only `nflab submit` uses; allowed "
-            "here: host:port of the cluster's GCS, ray://host:port, or no address for a local Ray"
-        )
-    if address != "auto":
-        probe(address)
+    check_address(address)
     enable_token_auth_if_available()
     try:
         ray.init(address=address, **common)

@@ -59,6 +59,19 @@ def probe(address: str, field: str = "Ray address", timeout: float = PROBE_TIMEO
         ) from None
 
 
+def check_address(address: str | None) -> None:
+    """Raise :class:`RayAddressError` unless ``address`` is usable for a driver: unset/``local``/``auto``, or a GCS
+    (``host:port``) or Ray Client (``ray://``) address that answers; a Jobs API address is for ``submit`` only."""
+    if address is None or address in ("local", "auto"):
+        return
+    if is_jobs_address(address):
+        raise RayAddressError(
+            f"Ray address: {address!r} is a Jobs API (dashboard) address, which only `nflab submit` uses; allowed "
+            "here: host:port of the cluster's GCS, ray://host:port, or no address for a local Ray"
+        )
+    probe(address)
+
+
 def token_header() -> dict[str, str]:
     """``{"authorization": "Bearer …"}`` from Ray's token sources (whatever ``RAY_AUTH_MODE`` says), or ``{}``."""
     try:

@@ -121,9 +121,11 @@ def run(
 
     def body() -> int:
         from nflab.campaign import open_campaign, prepare, run_campaign
+        from nflab.workers.raynet import check_address
 
         settings = _settings()
         prepared = prepare(pipeline, set_, settings)  # all validation happens before any write
+        check_address(address or settings.ray_address)  # an unusable Ray address too (within seconds)
 
         def open_stores() -> tuple[Store, str]:
             store = _store(settings)

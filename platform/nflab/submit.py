@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,11 +86,22 @@ def jobs_client(address: str, field: str = "jobs address") -> JobSubmissionClien
     if mode == "token" and not headers:
         raise RayAddressError(f"{field}: {address!r} uses token authentication and no token was found; {AUTH_HELP}")
     try:
-        return JobSubmissionClient(address, headers=headers)
+        with _hidden_env("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):  # Ray would let them override ``address``
+            return JobSubmissionClient(address, headers=headers)
     except AuthenticationError:
         raise RayAddressError(f"{field}: {address!r} refused the token (HTTP 403); {AUTH_HELP}") from None
     except (ConnectionError, RuntimeError, requests.RequestException) as exc:
         raise RayAddressError(f"{field}: {address!r} is not a Ray Jobs API ({_first_line(str(exc))})") from None
+
+
+@contextlib.contextmanager
+def _hidden_env(*names: str) -> Iterator[None]:
+    """Remove environment variables for the duration of the block, then put them back."""
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def run_command(pipeline_arg: str, overrides: Sequence[str], campaign_id: str) -> list[str]:
