@@ -144,17 +144,18 @@ def end_campaign(store: Store, settings: Settings, campaign_id: str, status: str
     """End a campaign that will not go on (``cancelled`` or ``failed``) in the store and in MLflow.
 
     Its pending and running runs take ``status``; their MLflow runs still RUNNING become KILLED (cancelled) or
-    FAILED, since the processes that would have ended them are gone. Idempotent; returns the runs it ended.
+    FAILED, since the processes that would have ended them are gone. Idempotent (the driver may have done it
+    already, on its way out); returns how many of the campaign's runs are now in ``status``.
     """
     from nflab.workers.tracking import terminate_runs
 
-    ended = store.close_campaign(campaign_id, status, reason)
+    store.close_campaign(campaign_id, status, reason)
     camp = store.get_campaign(campaign_id)
+    run_ids = [r["id"] for r in store.list_runs(camp["id"], status=status)]
     if camp.get("mlflow_experiment_id"):
-        run_ids = [r["id"] for r in store.list_runs(camp["id"], status=status)]
         mlflow_status = "KILLED" if status == "cancelled" else "FAILED"
         terminate_runs(settings.mlflow_tracking_uri, camp["mlflow_experiment_id"], run_ids, mlflow_status)
-    return len(ended)
+    return len(run_ids)
 
 
 def driver_host() -> str:

@@ -325,7 +325,7 @@ def cancel(campaign_id: Annotated[str, typer.Argument(help="campaign id (or pref
             return EXIT_OK
         stopped = stop(camp, settings)  # raises (exit 2, nothing changed) when its cluster cannot be reached
         n = end_campaign(store, settings, camp["id"], "cancelled", "cancelled by the user")
-        console.print(f"cancelled campaign {camp['id'][:8]}: {stopped}; {n} unfinished runs cancelled", highlight=False)
+        console.print(f"cancelled campaign {camp['id'][:8]}: {stopped}; {n} runs cancelled", highlight=False)
         return EXIT_OK
 
     _guard(body)
