@@ -108,6 +108,7 @@ def test_ctrl_c_cancels_the_runs_in_flight_in_the_store_and_in_mlflow(tmp_path: 
     assert_cancelled(home, camp["id"])
 
 
+@pytest.mark.slow
 def test_cancel_of_a_submitted_catalog_pipeline_kills_its_mlflow_runs(tmp_path: Path) -> None:
     """``submit digits-quick`` (a catalog name, not a file here) runs that pipeline; cancel ends it everywhere."""
     home = tmp_path / "home"

@@ -1,7 +1,10 @@
 """Which Ray ``nflab run`` uses (issue 17, item 3): no address → always a new local Ray, never a cluster that Ray's temp
 folder remembers (a live one of somebody else, or a dead one it would retry for minutes); a configured address
 that cannot be reached → one line, exit 2, within seconds; an explicit GCS address of a token cluster works with
-the token from Ray's sources (here RAY_AUTH_TOKEN_PATH, without RAY_AUTH_MODE)."""
+the token from Ray's sources (here RAY_AUTH_TOKEN_PATH, without RAY_AUTH_MODE).
+
+The end-to-end ``nflab run`` variants against a real ``ray start`` head are marked slow; the default suite keeps
+the driver-level check (``ensure_ray`` against a dead recorded cluster) and the unusable-address errors."""
 
 from __future__ import annotations
 
@@ -68,6 +71,34 @@ def driver_entrypoints(cluster: RayCluster) -> list[str]:
     return [job.entrypoint for job in client.list_jobs() if job.type.value == "DRIVER"]
 
 
+ATTACH = """
+import ray
+from nflab.workers import ensure_ray
+ensure_ray()
+print(ray.get_runtime_context().gcs_address)
+"""
+
+
+def test_ensure_ray_ignores_a_dead_cluster_in_rays_temp_folder(short_tmp: Path) -> None:
+    """The driver's Ray, without an address, while Ray's temp folder records a dead cluster (a bare ``ray.init()``
+    retried its GCS for minutes): a new local Ray, in seconds."""
+    dead = f"127.0.0.1:{free_port()}"
+    (short_tmp / "ray").mkdir()
+    (short_tmp / "ray" / "ray_current_cluster").write_text(dead)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run(
+        [sys.executable, "-c", ATTACH],
+        capture_output=True,
+        text=True,
+        env={**env, "RAY_TMPDIR": str(short_tmp)},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    address = out.stdout.strip().splitlines()[-1]
+    assert address and address.rpartition(":")[2] != dead.rpartition(":")[2]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("recorded", ["live", "dead"])
 def test_run_without_an_address_starts_its_own_local_ray(
     ray_head: RayCluster, pipeline: Path, tmp_path: Path, short_tmp: Path, recorded: str
@@ -83,6 +114,7 @@ def test_run_without_an_address_starts_its_own_local_ray(
     assert not [e for e in driver_entrypoints(ray_head) if str(pipeline) in e]
 
 
+@pytest.mark.slow
 def test_an_explicit_cluster_address_uses_the_token(ray_head: RayCluster, pipeline: Path, tmp_path: Path) -> None:
     """``--address host:port`` of a token cluster, the token in RAY_AUTH_TOKEN_PATH and RAY_AUTH_MODE unset."""
     env = client_env(ray_head, tmp_path / "home")
