@@ -7,6 +7,7 @@ skipped, unfinished ones restart from their last checkpoint (``fresh=True`` star
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -134,7 +135,8 @@ def run_campaign(
             )
         except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (Ray's handler exits) from a stop
             how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped (exit {exc.code})"
-            end_campaign(store, settings, campaign_id, "cancelled", f"{how}; re-run the pipeline to resume")
+            with contextlib.suppress(Exception):  # the interrupt goes on; `nflab cancel` can still end the campaign
+                end_campaign(store, settings, campaign_id, "cancelled", f"{how}; re-run the pipeline to resume")
             raise
     store.set_campaign_status(campaign_id, "failed" if outcome.failed else "finished")
     return outcome

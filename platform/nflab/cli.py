@@ -411,7 +411,9 @@ def submit(
             raise
         store.set_submission(campaign_id, submission_id, target.jobs_address)
         if json_out:
-            _print_json({"campaign_id": campaign_id, "submission_id": submission_id})
+            _print_json(
+                {"campaign_id": campaign_id, "submission_id": submission_id, "jobs_address": target.jobs_address}
+            )
         else:
             console.print(f"submitted campaign {campaign_id} (submission {submission_id})", highlight=False)
         return EXIT_OK
