@@ -24,6 +24,7 @@ import ray
 
 from .execute import execute_run, failed_result
 from .progress import ProgressActor, throttled_reporter
+from .raynet import AUTH_HELP, RayAddressError, check_address, enable_token_auth_if_available
 from .tracking import absolute_tracking_uri, prepare_tracking
 
 OnResult = Callable[[str, dict], None]
@@ -33,15 +34,33 @@ POLL_S = 1.0
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Connect to Ray at ``address`` (or ``RAY_ADDRESS``), or start a quiet local Ray, unless already connected."""
+    """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), or start a new local Ray when neither is set.
+
+    Without an address the local Ray is always a new one (``address="local"``): a bare ``ray.init()`` would attach
+    to whatever cluster Ray's temp folder remembers (somebody's ``ray start``, or a dead one it retries for
+    minutes). A configured address is probed first: unreachable, or refused, it raises :class:`RayAddressError`
+    (one line) within seconds. Nothing happens when Ray is already initialised.
+    """
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     common: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": True}
-    if address:
+    if address is None or address == "local":
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common)
+        return
+    check_address(address)
+    enable_token_auth_if_available()
+    try:
         ray.init(address=address, **common)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **common)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+        raise RayAddressError(
+            f"Ray address: {address!r} refused the connection ({_first_line(exc)}); if the cluster uses token "
+            f"authentication, {AUTH_HELP}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def node_capacities() -> list[dict[str, float]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -189,6 +189,35 @@ class Tracker:
     def finish(self, status: str) -> None:
         """Mark the run FINISHED or FAILED."""
         with_retry(self.client.set_terminated, self.run_id, status)
+
+
+def terminate_runs(tracking_uri: str, experiment_id: str, nflab_run_ids: Iterable[str], status: str = "KILLED") -> int:
+    """End the still active (RUNNING/SCHEDULED) MLflow runs of these nflab runs with ``status``; returns how many.
+
+    Used when a campaign is cancelled or its driver died: the runs' own processes can no longer end them.
+    """
+    wanted = set(nflab_run_ids)
+    if not wanted:
+        return 0
+    client = MlflowClient(tracking_uri=absolute_tracking_uri(tracking_uri))
+    found: list[str] = []
+    for state in ("RUNNING", "SCHEDULED"):  # MLflow's filter has no OR, and IN only for run ids
+        token = None
+        while True:
+            page = with_retry(
+                client.search_runs,
+                [experiment_id],
+                filter_string=f"attributes.status = '{state}'",
+                max_results=1000,
+                page_token=token,
+            )
+            found += [run.info.run_id for run in page if run.data.tags.get("nflab.run_id") in wanted]
+            token = page.token
+            if not token:
+                break
+    for run_id in found:  # after the search: ending runs while paging would shift the pages
+        with_retry(client.set_terminated, run_id, status)
+    return len(found)
 
 
 def _recorded_run(client: MlflowClient, run_file: Path) -> str | None:

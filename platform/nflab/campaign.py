@@ -7,6 +7,7 @@ skipped, unfinished ones restart from their last checkpoint (``fresh=True`` star
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from nflab.pipelines import (
     load_pipeline,
     pipeline_path,
 )
-from nflab.settings import Settings
-from nflab.store import Store
+from nflab.settings import Settings, redact
+from nflab.store import Store, StoreLookupError
 from nflab.tracking import ensure_experiment
 
 
@@ -145,6 +146,13 @@ def run_campaign(
     from nflab.workers import ensure_ray, run_specs
 
     outcome = CampaignOutcome(campaign_id, prepared.pipeline.name)
+    try:
+        store.get_campaign(campaign_id)
+    except StoreLookupError:
+        raise StoreLookupError(
+            f"campaign: {campaign_id!r} is not in the store at {redact(store.url)}; allowed: a campaign of this store "
+            "(a submitted job's environment must set NFLAB_DB_URL to the submitter's store)"
+        ) from None
     run_ids = store.add_runs(campaign_id, prepared.specs)
     status = {r["run_key"]: r["status"] for r in store.list_runs(campaign_id)}
     todo = [s for s in prepared.specs if status.get(s["run_key"]) != "finished"]
@@ -174,19 +182,43 @@ def run_campaign(
         if executor is None:
             ensure_ray(address or settings.ray_address)
             executor = run_specs
-        executor(
-            todo,
-            workdir=str(settings.home / "runs" / campaign_id),
-            tracking_uri=settings.mlflow_tracking_uri,
-            experiment_name=experiment_name(prepared.pipeline.name, campaign_id),
-            run_ids=run_ids,
-            data_root=str(settings.data_root),
-            on_result=finished,
-            on_progress=on_progress,
-            on_start=started,
-        )
+        try:
+            executor(
+                todo,
+                workdir=str(settings.home / "runs" / campaign_id),
+                tracking_uri=settings.mlflow_tracking_uri,
+                experiment_name=experiment_name(prepared.pipeline.name, campaign_id),
+                run_ids=run_ids,
+                data_root=str(settings.data_root),
+                on_result=finished,
+                on_progress=on_progress,
+                on_start=started,
+            )
+        except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (Ray's handler exits) from a stop
+            how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped (exit {exc.code})"
+            with contextlib.suppress(Exception):  # the interrupt goes on; `nflab cancel` can still end the campaign
+                end_campaign(store, settings, campaign_id, "cancelled", f"{how}; re-run the pipeline to resume")
+            raise
     store.set_campaign_status(campaign_id, "failed" if outcome.failed else "finished")
     return outcome
+
+
+def end_campaign(store: Store, settings: Settings, campaign_id: str, status: str, reason: str) -> int:
+    """End a campaign that will not go on (``cancelled`` or ``failed``) in the store and in MLflow.
+
+    Its pending and running runs take ``status``; their MLflow runs still RUNNING become KILLED (cancelled) or
+    FAILED, since the processes that would have ended them are gone. Idempotent (the driver may have done it
+    already, on its way out); returns how many of the campaign's runs are now in ``status``.
+    """
+    from nflab.workers.tracking import terminate_runs
+
+    store.close_campaign(campaign_id, status, reason)
+    camp = store.get_campaign(campaign_id)
+    run_ids = [r["id"] for r in store.list_runs(camp["id"], status=status)]
+    if camp.get("mlflow_experiment_id"):
+        mlflow_status = "KILLED" if status == "cancelled" else "FAILED"
+        terminate_runs(settings.mlflow_tracking_uri, camp["mlflow_experiment_id"], run_ids, mlflow_status)
+    return len(run_ids)
 
 
 def driver_host() -> str:

@@ -50,8 +50,18 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from nflab.pipelines import PipelineError
     from nflab.settings import SettingsError
     from nflab.store import StoreLookupError
+    from nflab.workers.raynet import RayAddressError
 
-    return (BadInput, PipelineError, ConfigError, DatasetFileError, DatasetFormatError, SettingsError, StoreLookupError)
+    return (
+        BadInput,
+        PipelineError,
+        ConfigError,
+        DatasetFileError,
+        DatasetFormatError,
+        RayAddressError,
+        SettingsError,
+        StoreLookupError,
+    )
 
 
 def _guard(fn: Callable[[], int | None]) -> None:
@@ -124,9 +134,11 @@ def run(
 
     def body() -> int:
         from nflab.campaign import check_resources, open_campaign, prepare, run_campaign
+        from nflab.workers.raynet import check_address
 
         settings = _settings()
         prepared = prepare(pipeline, set_, settings)  # the pipeline is valid and fits the store: nothing written yet
+        check_address(address or settings.ray_address)  # an unusable Ray address too (within seconds)
 
         # the store's set-up (connection, migrations) overlaps with Ray's start-up
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -279,27 +291,34 @@ def status(
     """Campaigns and their runs' states."""
 
     def body() -> int:
-        store = _store(_settings())
+        from nflab.submit import refresh
+
+        settings = _settings()
+        store = _store(settings)
         if campaign_id is None:
-            campaigns = store.list_campaigns(limit=50)
+            campaigns = [refresh(store, settings, c) for c in store.list_campaigns(limit=50)]
             if json_out:
                 _print_json(campaigns)
                 return EXIT_OK
             table = Table(title="campaigns")
-            for col in ("id", "name", "status", "runs", "created"):
+            for col in ("id", "name", "status", "runs", "created", "error"):
                 table.add_column(col)
             for c in campaigns:
                 counts = store.campaign_summary(c["id"])
                 text = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-                table.add_row(c["id"][:8], c["name"], c["status"], text, str(c["created_at"])[:19])
+                error = (c.get("error") or "")[:80]
+                table.add_row(c["id"][:8], c["name"], c["status"], text, str(c["created_at"])[:19], error)
             console.print(table)
             return EXIT_OK
-        camp = store.get_campaign(campaign_id)
+        camp = refresh(store, settings, store.get_campaign(campaign_id))
         runs = store.list_runs(camp["id"])
         if json_out:
             _print_json({"campaign": camp, "runs": runs, "summary": store.campaign_summary(camp["id"])})
         else:
             console.print(_runs_table(store, camp["id"], title=f"campaign {camp['id'][:8]} — {camp['name']}"))
+            console.print(f"status: {camp['status']}", highlight=False)
+            if camp.get("error"):
+                console.print(f"[red]error:[/red] {camp['error']}", highlight=False, soft_wrap=True)
         return EXIT_OK
 
     _guard(body)
@@ -310,17 +329,18 @@ def cancel(campaign_id: Annotated[str, typer.Argument(help="campaign id (or pref
     """Cancel a campaign: its submitted job is stopped and unfinished runs are marked cancelled."""
 
     def body() -> int:
-        from nflab.submit import stop_submission
+        from nflab.campaign import end_campaign
+        from nflab.submit import ACTIVE, stop
 
         settings = _settings()
         store = _store(settings)
         camp = store.get_campaign(campaign_id)
-        if camp is None:
-            raise BadInput(f"campaign: {campaign_id!r} not found (see `nflab status`)")
-        if camp.get("submission_id"):
-            stop_submission(camp["submission_id"], settings)
-        store.cancel_campaign(camp["id"])
-        console.print(f"cancelled campaign {camp['id'][:8]}")
+        if camp["status"] not in ACTIVE:
+            console.print(f"campaign {camp['id'][:8]} is {camp['status']}: nothing to cancel", highlight=False)
+            return EXIT_OK
+        stopped = stop(camp, settings)  # raises (exit 2, nothing changed) when its cluster cannot be reached
+        n = end_campaign(store, settings, camp["id"], "cancelled", "cancelled by the user")
+        console.print(f"cancelled campaign {camp['id'][:8]}: {stopped}; {n} runs cancelled", highlight=False)
         return EXIT_OK
 
     _guard(body)
@@ -391,18 +411,26 @@ def submit(
     """Submit a campaign and return its id at once (Ray Jobs API; a background process when local)."""
 
     def body() -> int:
-        from nflab.campaign import open_campaign, prepare
-        from nflab.submit import submit_campaign
+        from nflab.campaign import end_campaign, open_campaign, prepare
+        from nflab.pipelines import pipeline_path
+        from nflab.submit import plan, start
 
         settings = _settings()
         prepared = prepare(pipeline, set_, settings)
+        target = plan(address, settings)  # the cluster answers and takes the token, before anything is written
         store = _store(settings)
         campaign_id = open_campaign(store, prepared, settings, fresh=True)
         store.add_runs(campaign_id, prepared.specs)
-        submission_id = submit_campaign(pipeline, set_, campaign_id, settings, address=address)
-        store.set_submission_id(campaign_id, submission_id)
+        try:
+            submission_id = start(target, pipeline_path(pipeline), set_, campaign_id, settings)
+        except Exception as exc:
+            end_campaign(store, settings, campaign_id, "failed", f"submit failed: {_one_line(exc)}")
+            raise
+        store.set_submission(campaign_id, submission_id, target.jobs_address)
         if json_out:
-            _print_json({"campaign_id": campaign_id, "submission_id": submission_id})
+            _print_json(
+                {"campaign_id": campaign_id, "submission_id": submission_id, "jobs_address": target.jobs_address}
+            )
         else:
             console.print(f"submitted campaign {campaign_id} (submission {submission_id})", highlight=False)
         return EXIT_OK

@@ -259,8 +259,12 @@ class Store:
                 setattr(campaign, key, value)
 
     def set_campaign_status(self, campaign_id: str, status: str) -> None:
-        """Set a campaign's status (pending, running, finished, failed, cancelled)."""
-        self._set_campaign(campaign_id, status=status)
+        """Set a campaign's status (pending, running, finished, failed, cancelled); a campaign that is running again
+        or finished forgets the reason of an earlier failure."""
+        if status in ("failed", "cancelled"):
+            self._set_campaign(campaign_id, status=status)
+        else:
+            self._set_campaign(campaign_id, status=status, error=None)
 
     def set_submission_id(self, campaign_id: str, submission_id: str | None) -> None:
         """Remember the Ray Jobs submission id that runs this campaign."""
@@ -281,6 +285,29 @@ class Store:
                 .values(status="cancelled", finished_at=utcnow())
             )
             return s.execute(stmt).rowcount
+
+    # -- campaign drivers: where a submitted campaign runs, and how it ended ------------------------------------
+
+    def set_submission(self, campaign_id: str, submission_id: str, jobs_address: str | None = None) -> None:
+        """Remember the driver of a submitted campaign: its submission id and the Ray Jobs address it went to
+        (``None`` for a local background driver), so that status and cancel reach it whatever the environment."""
+        self._set_campaign(campaign_id, submission_id=submission_id, jobs_address=jobs_address)
+
+    def close_campaign(self, campaign_id: str, status: str, error: str | None = None) -> list[dict[str, Any]]:
+        """End a campaign as ``cancelled`` or ``failed`` with its reason; its pending and running runs take the same
+        status (failed runs also the reason). Returns those runs (``id``, ``run_key``, ``mlflow_run_id``)."""
+        if status not in ("cancelled", "failed"):
+            raise ValueError(f"status: {status!r} is not one of: cancelled, failed")
+        with self._write() as s:
+            campaign = self._resolve_campaign(s, campaign_id)
+            campaign.status, campaign.error = status, error
+            runs = list(s.scalars(select(Run).where(Run.campaign_id == campaign.id, Run.status.in_(ACTIVE))))
+            now = utcnow()
+            for run in runs:
+                run.status, run.finished_at = status, now
+                if status == "failed":
+                    run.error = error
+            return [{"id": r.id, "run_key": r.run_key, "mlflow_run_id": r.mlflow_run_id} for r in runs]
 
     # -- runs -----------------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Fixtures for the worker integration tests: a real local Ray (once per session), a real MLflow SQLite store
-(created once per session; each test uses its own experiment) and ``make_spec`` for tiny run specs."""
+(created once per session; each test uses its own experiment), ``make_spec`` for tiny run specs, and a real
+``ray start`` cluster per module that asks for it (``ray_head``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import copy
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.raycluster import RayCluster, ray_cluster
 
 BASE_CONFIG: dict[str, Any] = {
     "dataset": {"name": "8gaussians", "test_samples": 2000, "train_subset": None, "n_bins": None},
@@ -83,3 +87,11 @@ def experiment() -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path / "work"
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[RayCluster]:
+    """A real ``ray start --head`` cluster on 127.0.0.1 (free ports, its own temp dir, token authentication on,
+    2 CPUs) for the tests of one module; stopped, and only it, at the end (see tests/raycluster.py)."""
+    with ray_cluster() as cluster:
+        yield cluster

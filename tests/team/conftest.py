@@ -1,4 +1,5 @@
-"""Team-mode fixtures: a throwaway PostgreSQL server for the session, a fresh empty database per test.
+"""Team-mode fixtures: a throwaway PostgreSQL server for the session, a fresh empty database per test, and a real
+Ray cluster in team mode per module (``team_cluster``).
 
 The tests here are not deselected by a marker: they run in the default suite wherever PostgreSQL's binaries
 are installed (scripts/ensure-postgres.sh) and skip with the reason otherwise.
@@ -6,11 +7,14 @@ are installed (scripts/ensure-postgres.sh) and skip with the reason otherwise.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from tests.pg import PostgresServer, postgres_server, skip_reason
+from tests.raycluster import RayCluster, ray_cluster
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +31,38 @@ def pg_server() -> Iterator[PostgresServer]:
 def pg_url(pg_server: PostgresServer) -> str:
     """The URL of a new, empty database on the session's server."""
     return pg_server.create_database()
+
+
+@pytest.fixture(scope="module")
+def team_cluster(pg_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamCluster]:
+    """A Ray head (``ray start --head`` on 127.0.0.1, token authentication on) whose environment is team mode:
+    nflab's store in a fresh PostgreSQL database, MLflow in a SQLite file, one shared home folder. Jobs submitted
+    to it inherit that environment, as on a real cluster; ``client_env`` gives a client the same settings."""
+    shared = tmp_path_factory.mktemp("team-cluster")
+    settings = {
+        "NFLAB_HOME": str(shared / "home"),
+        "NFLAB_DB_URL": pg_server.create_database(),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{shared / 'mlflow.db'}",
+    }
+    with ray_cluster(env=settings) as cluster:
+        yield TeamCluster(cluster, settings)
+
+
+@dataclass
+class TeamCluster:
+    """The running cluster and the team-mode settings its nodes (and so its jobs) have."""
+
+    ray: RayCluster
+    settings: dict[str, str]
+
+    def client_env(self, *, token: str = "file", **changes: str | None) -> dict[str, str]:
+        """A client's environment: the cluster's settings and token (``file``, ``env`` or ``none``), no
+        ``RAY_ADDRESS``; ``changes`` set (or, with None, remove) variables."""
+        env = self.ray.client_env({**os.environ, **self.settings}, token=token)
+        env.pop("RAY_ADDRESS", None)
+        for key, value in changes.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
