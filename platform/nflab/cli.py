@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+
+from nflab.richtext import SafeTable, make_console, plain, styled
 
 if TYPE_CHECKING:
     from nflab.leaderboard import Row
@@ -34,8 +34,9 @@ config_app = typer.Typer(no_args_is_help=True, help="Settings (env vars override
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+# every string printed is literal (nflab.richtext): labels like ``realnvp [efd47265]`` are never read as markup
+console = make_console(width=None if sys.stdout.isatty() else 160)
+err_console = make_console(stderr=True)
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -56,7 +57,7 @@ def _guard(fn: Callable[[], int | None]) -> None:
     try:
         code = fn() or EXIT_OK
     except _bad_input_types() as exc:
-        err_console.print(f"[red]error:[/red] {_one_line(exc)}", highlight=False, soft_wrap=True)
+        err_console.print(styled(("error:", "red"), " ", _one_line(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: re-run the same command to resume the campaign from its checkpoints")
@@ -65,7 +66,10 @@ def _guard(fn: Callable[[], int | None]) -> None:
         if os.environ.get("NFLAB_DEBUG"):
             raise
         err_console.print(
-            f"[red]internal error:[/red] {type(exc).__name__}: {_one_line(exc)} (set NFLAB_DEBUG=1 for the traceback)",
+            styled(
+                ("internal error:", "red"),
+                f" {type(exc).__name__}: {_one_line(exc)} (set NFLAB_DEBUG=1 for the traceback)",
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -130,10 +134,10 @@ def run(
         done_steps: dict[str, int] = {}
         quiet = json_out or not sys.stderr.isatty()
         with Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             TimeElapsedColumn(),
             console=err_console,
             disable=json_out,
@@ -154,7 +158,7 @@ def run(
                 progress.update(bar, completed=sum(done_steps.values()))
                 progress.advance(runs_bar)
                 if result.get("status") != "finished" and not quiet:
-                    progress.console.print(f"[red]run {run_key} failed:[/red] {result.get('error')}")
+                    progress.console.print(styled((f"run {run_key} failed:", "red"), f" {result.get('error')}"))
 
             outcome = run_campaign(
                 prepared,
@@ -181,8 +185,8 @@ def run(
     _guard(body)
 
 
-def _runs_table(store: Store, campaign_id: str, *, title: str) -> Table:
-    table = Table(title=title)
+def _runs_table(store: Store, campaign_id: str, *, title: str) -> SafeTable:
+    table = SafeTable(title=title)
     for col in ("run", "dataset", "family", "seed", "status", "best nats", "best bpd", "error"):
         table.add_column(col)
     for r in store.list_runs(campaign_id, with_results=True):
@@ -193,7 +197,7 @@ def _runs_table(store: Store, campaign_id: str, *, title: str) -> Table:
             r.get("dataset") or "",
             r.get("family") or "",
             str(r.get("seed", "")),
-            f"[{style}]{r['status']}[/{style}]",
+            plain(r["status"], style),
             _fmt(best.get("nats")),
             _fmt(best.get("bpd")),
             (r.get("error") or "")[:80],
@@ -270,7 +274,7 @@ def status(
             if json_out:
                 _print_json(campaigns)
                 return EXIT_OK
-            table = Table(title="campaigns")
+            table = SafeTable(title="campaigns")
             for col in ("id", "name", "status", "runs", "created"):
                 table.add_column(col)
             for c in campaigns:
@@ -333,7 +337,7 @@ def logs(
             return EXIT_OK
         console.print(f"run {run_row['id']} ({run_row['run_key']}) status={run_row['status']}", highlight=False)
         if run_row.get("error"):
-            console.print(f"[red]error:[/red] {run_row['error']}", highlight=False)
+            console.print(styled(("error:", "red"), f" {run_row['error']}"), highlight=False)
         sys.stdout.write(text if text else f"(no log file at {log_file})\n")
         return EXIT_OK
 
@@ -355,7 +359,7 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] 
             _print_json(data)
             return EXIT_OK
         for name, opts in data.items():
-            table = Table(title=name)
+            table = SafeTable(title=name)
             for col in ("option", "default", "allowed", "description"):
                 table.add_column(col)
             for key, spec in opts.items():
@@ -420,7 +424,7 @@ def config_show(json_out: Annotated[bool, typer.Option("--json", help="print JSO
         if json_out:
             _print_json(data)
             return EXIT_OK
-        table = Table(title="nflab settings")
+        table = SafeTable(title="nflab settings")
         table.add_column("setting")
         table.add_column("value")
         for key, value in data.items():

@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from nflab.reference_results import references
+from nflab.richtext import SafeTable
 from nflab.store import Store
 
 
@@ -140,10 +139,10 @@ def _score(row: Row) -> str:
     return _fmt(row.mean) if row.std is None else f"{_fmt(row.mean)} ± {_fmt(row.std)}"
 
 
-def render_table(rows: list[Row], title: str | None = None) -> Table:
+def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
     """A rich table of the rows (published rows dimmed and marked "paper")."""
     metric = rows[0].metric if rows else "value"
-    table = Table(title=title or f"nflab leaderboard ({metric}, lower is better)")
+    table = SafeTable(title=title or f"nflab leaderboard ({metric}, lower is better)")
     for name, justify in (
         ("dataset", "left"),
         ("model", "left"),
