@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..flow import Flow, standard_normal_log_prob
+from ..exact import estimating_leaves
+from ..flow import Flow, LikelihoodKind, standard_normal_log_prob, weakest_kind
 from ..layers.conditional_affine import ConditionalAffine, conditioner_net
 from ..layers.gaussian_conditional import DiagonalGaussianConditional
 from ..registry import build_transform, register
@@ -126,6 +127,7 @@ class CIFFlow(Flow):
     """
 
     has_exact_log_prob = False
+    likelihood = "bound"
 
     def __init__(
         self,
@@ -144,6 +146,18 @@ class CIFFlow(Flow):
     @property
     def logdet_kind(self) -> LogdetKind:
         return "biased"
+
+    def likelihood_kind(self, *, exact: bool = False) -> LikelihoodKind:
+        """A bound, weakened by the base's estimated log-dets unless ``exact`` (evaluation under
+        ``nflab.flows.exact.exact_logdets``, which switches the base's blocks, never the CIF layers)."""
+        if exact:
+            return "bound"
+        base = [m.kind for m in estimating_leaves(self.transform) if not isinstance(m, ContinuouslyIndexedAffine)]
+        return weakest_kind((self.likelihood, *base))
+
+    @property
+    def importance_samples(self) -> tuple[int, ...]:
+        return (self.train_importance_samples if self.training else self.num_importance_samples,)
 
     @contextmanager
     def noise(self, generator: torch.Generator | None) -> Iterator[None]:
