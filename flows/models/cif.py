@@ -27,7 +27,7 @@ from ..flow import Flow, LikelihoodKind, standard_normal_log_prob, weakest_kind
 from ..layers.conditional_affine import ConditionalAffine, conditioner_net
 from ..layers.gaussian_conditional import DiagonalGaussianConditional
 from ..registry import build_transform, register
-from ..transform import Compose, LogdetKind, Transform
+from ..transform import Compose, LogdetKind, Transform, combine_kinds
 from .common import option, require
 
 VECTOR_HIDDEN = (10, 10)
@@ -143,17 +143,20 @@ class CIFFlow(Flow):
         self.num_importance_samples = _positive_int("num_importance_samples", num_importance_samples)
         self.train_importance_samples = _positive_int("train_importance_samples", train_importance_samples)
 
+    def _base_estimators(self) -> list[Transform]:
+        return [m for m in estimating_leaves(self.transform) if not isinstance(m, ContinuouslyIndexedAffine)]
+
     @property
     def logdet_kind(self) -> LogdetKind:
-        return "biased"
+        """The kind of the base's log-dets (the CIF layers' terms are importance weights, declared by
+        ``likelihood``, not log-dets)."""
+        return combine_kinds(m.kind for m in self._base_estimators())
 
     def likelihood_kind(self, *, exact: bool = False) -> LikelihoodKind:
-        """A bound, weakened by the base's estimated log-dets unless ``exact`` (evaluation under
-        ``nflab.flows.exact.exact_logdets``, which switches the base's blocks, never the CIF layers)."""
-        if exact:
-            return "bound"
-        base = [m.kind for m in estimating_leaves(self.transform) if not isinstance(m, ContinuouslyIndexedAffine)]
-        return weakest_kind((self.likelihood, *base))
+        """A bound, weakened by the base's estimated log-dets; ``exact``: evaluated under
+        ``nflab.flows.exact.exact_logdets``, which switches the base's blocks that have an exact path."""
+        kinds = ["exact" if exact and hasattr(m, "exact_override") else m.kind for m in self._base_estimators()]
+        return weakest_kind((self.likelihood, *kinds))
 
     @property
     def importance_samples(self) -> tuple[int, ...]:

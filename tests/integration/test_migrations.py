@@ -33,8 +33,18 @@ def populate(store: Store) -> None:
             "status": "finished",
             "mlflow_run_id": "m0",
             "wall_s": 1.5,
+            # selection and quantity as an up/down/up round trip re-derives them (downgrade drops those columns)
             "results": [
-                {"split": "test", "metric": "nats", "value": 2.41, "budget": "exact", "step": 9, "kind": "best"}
+                {
+                    "split": "test",
+                    "metric": "nats",
+                    "value": 2.41,
+                    "budget": "exact",
+                    "step": 9,
+                    "kind": "best",
+                    "selection": "test-best",
+                    "quantity": "exact",
+                }
             ],
             "checkpoints": [{"step": 9, "uri": "file:///tmp/c9.pt", "sha256": "ab" * 32}],
         },
@@ -55,7 +65,7 @@ def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     url = _url(tmp_path)
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0003"
+    assert migrate.current(url) == migrate.head() == "0004"
     assert table_names(url) == {*TABLES, "nflab_alembic_version"}
     assert "alembic_version" not in table_names(url)
     migrate.check(url)
