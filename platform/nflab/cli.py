@@ -212,30 +212,68 @@ def _fmt(v: float | None) -> str:
 # ------------------------------------------------------------------------------------ read commands
 
 
+SELECTIONS = ("best", "mean", "final")
+
+
 @app.command()
 def leaderboard(
     dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
-    metric: Annotated[str, typer.Option(help="nats or bpd")] = "nats",
+    metric: Annotated[
+        str | None, typer.Option(help="nats, bpd, mse or a certificate (default: bpd for images, nats for toy sets)")
+    ] = None,
+    select: Annotated[
+        str, typer.Option(help="best (validation-selected), mean (last-N average) or final checkpoint")
+    ] = "best",
+    steps: Annotated[int | None, typer.Option(help="only rows trained for this many steps")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="only rows of this preset (default, small, published, ...)")
+    ] = None,
+    estimator: Annotated[
+        str | None, typer.Option(help="only rows evaluated with this estimator (exact, rr-20, ...)")
+    ] = None,
+    group_by: Annotated[str | None, typer.Option("--group-by", help="budget: rank each (steps, preset) apart")] = None,
+    versus: Annotated[str | None, typer.Option(help="pair every row against this family (or label)")] = None,
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML page here")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     reference: Annotated[bool, typer.Option(help="include the published numbers as reference rows")] = True,
 ) -> None:
-    """Mean ± std over seeds per configuration, with the papers' numbers as reference rows."""
+    """Mean ± std over seeds per configuration, ranked only against numbers of the same kind, with budgets,
+    paired differences and the papers' numbers as reference rows."""
 
     def body() -> int:
         from nflab import leaderboard as lb
+        from nflab.reference_results import references
 
-        if metric not in ("nats", "bpd"):
-            raise BadInput(f"--metric: {metric!r} is not one of: nats, bpd")
+        if select not in SELECTIONS:
+            raise BadInput(f"--select: {select!r} is not one of: {', '.join(SELECTIONS)}")
+        if group_by not in (None, "budget"):
+            raise BadInput(f"--group-by: {group_by!r} is not one of: budget")
         settings = _settings()
         store = _store(settings)
-        rows = lb.leaderboard(store, dataset=dataset, metric=metric, include_reference=reference)
+        if metric is not None:
+            known = {m for ms in store.result_metrics(dataset=dataset).values() for m in ms}
+            known |= {r.metric for r in references(dataset=dataset)} if reference else set()
+            if metric not in known:
+                allowed = ", ".join(sorted(known)) or "none (no finished runs)"
+                raise BadInput(f"--metric: {metric!r} is not one of the recorded metrics: {allowed}")
+        rows = lb.leaderboard(
+            store,
+            dataset=dataset,
+            metric=metric,
+            kind=select,
+            include_reference=reference,
+            steps=steps,
+            preset=preset,
+            estimator=estimator,
+            group_by=group_by,
+            versus=versus,
+        )
         if html is not None:
-            lb.write_html(rows, html, images=_density_images(store, rows, settings.home))
+            lb.write_html(rows, html, images=_density_images(store, rows, settings.home), group_by=group_by)
         if json_out:
             _print_json(lb.to_json(rows))
         else:
-            console.print(lb.render_table(rows))
+            console.print(lb.render(rows, group_by))
             if html is not None:
                 console.print(f"wrote {html}")
         return EXIT_OK
