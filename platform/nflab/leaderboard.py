@@ -170,11 +170,13 @@ _NOT_A_DIFFERENCE = {"train.seed", "dataset.name"}
 
 
 def _notes(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """config_hash → ``key=value`` of the options that differ among ``configs`` (one family on one dataset)."""
+    """config_hash → ``key=value`` of the options that tell ``configs`` (one family on one dataset) apart: those
+    with more than one value among the configs that have them (an option some configs leave out — resolved configs
+    list optional groups such as padding only where used — counts only if it varies where present)."""
     flat = {h: _flat({k: v for k, v in c.items() if k != "resources"}) for h, c in configs.items()}
     keys = sorted({k for f in flat.values() for k in f} - _NOT_A_DIFFERENCE)
-    varying = [k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1]
-    return {h: " ".join(f"{k.removeprefix('model.')}={f.get(k)}" for k in varying) for h, f in flat.items()}
+    varying = [k for k in keys if len({repr(f[k]) for f in flat.values() if k in f}) > 1]
+    return {h: " ".join(f"{k.removeprefix('model.')}={f[k]}" for k in varying if k in f) for h, f in flat.items()}
 
 
 def _budget(member: Mapping[str, Any], test_size: int | None) -> Budget:
