@@ -81,6 +81,11 @@ def density_grid(model: nn.Module, *, chunk: int = 4000) -> torch.Tensor:
 
 def toy_figure(model: nn.Module, out_dir: Path, generator: torch.Generator, *, title: str = "") -> Path:
     """``density.png``: density heat-map (with colour bar) and sample scatter of a 2-D flow, on shared axes."""
+    return _save(toy_canvas(model, generator, title=title), out_dir / "density.png")
+
+
+def toy_canvas(model: nn.Module, generator: torch.Generator, *, title: str = "") -> Figure:
+    """The figure of :func:`toy_figure`."""
     density = density_grid(model)
     samples = torch.nan_to_num(model.sample(TOY_SAMPLES, generator=generator)).double().cpu().numpy()
     fig = Figure(figsize=(10, 4.6), layout="constrained")
@@ -100,7 +105,7 @@ def toy_figure(model: nn.Module, out_dir: Path, generator: torch.Generator, *, t
         ax.grid(True, alpha=0.2)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, out_dir / "density.png")
+    return fig
 
 
 def tile_images(x: torch.Tensor, rows: int, cols: int, *, gap: int = TILE_GAP, fill: float = GAP_VALUE) -> torch.Tensor:
