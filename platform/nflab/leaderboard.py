@@ -5,9 +5,10 @@ Rules:
 
 - **Rows.** Our rows group the runs of one (dataset, family, config_hash) and one result ``kind`` (``best``: the
   checkpoint selected by the validation split; ``mean``: the mean over the last N evaluations; ``final``). Each run
-  contributes one value (its ``exact``-budget one when it has several); ``std`` is the sample standard deviation
-  (n − 1), None for a single seed. ``selection`` says which rule chose each row's checkpoint (``val-best``,
-  ``last-N-mean``, ``final``; ``test-best`` marks rows recorded before selection moved to a validation split).
+  contributes one value (its ``exact``-budget one when it has several), and one run per seed counts (the newest:
+  re-running a seed repeats it); ``std`` is the sample standard deviation (n − 1), None for a single seed.
+  ``selection`` says which rule chose each row's checkpoint (``val-best``, ``last-N-mean``, ``final``;
+  ``test-best`` marks rows recorded before selection moved to a validation split).
 - **Sections.** Rows are ranked within a section: one dataset, one metric, one number of grey levels (bits/dim
   over 17 levels never ranks with 256-level rows) and one ``quantity`` — exact likelihood, unbiased estimate,
   lower bound, biased estimate, joint density of an augmented space — so a bound or a joint density never sits
@@ -206,8 +207,11 @@ def _ours(store: Store, dataset: str | None, metric: str | None, split: str, kin
         key = (row["dataset"] or "?", row["family"], row["config_hash"], name, row["quantity"], row["selection"])
         groups.setdefault(key, []).append(row)
     out = []
-    for (ds, family, config_hash, name, quantity, selection), members in groups.items():
-        members.sort(key=lambda m: (m["seed"], m["run_id"]))
+    for (ds, family, config_hash, name, quantity, selection), rows_of_config in groups.items():
+        newest: dict[int, dict[str, Any]] = {}  # one run per seed: a re-run of a seed repeats it, not a new seed
+        for m in sorted(rows_of_config, key=lambda m: m["created_at"]):
+            newest[int(m["seed"])] = m
+        members = [newest[seed] for seed in sorted(newest)]
         values = [m["value"] for m in members]
         sizes = {m["n_samples"] for m in members if m["n_samples"] is not None}
         config = members[0].get("config") or {}

@@ -181,3 +181,12 @@ def test_labels_print_literally(store: Store) -> None:
     result = CliRunner().invoke(app, ["leaderboard", "--no-reference"], env={"NFLAB_DB_URL": store.url})
     assert result.exit_code == 0, result.output
     assert "realnvp [abc]" in result.output and "realnvp [efd47265]" in result.output
+
+
+def test_a_rerun_seed_counts_once(e7: Store) -> None:
+    """The same configuration and seed run again (another campaign): one value per seed, the newest."""
+    again = e7.create_campaign("e7-again", "fp-again", "name: e7")
+    _record(e7, again, "p-0b", "p" * 64, 0, _toy("realnvp"), [_result("nats", 2.91, quantity="exact")])
+    plain = next(r for r in leaderboard(e7, dataset="8gaussians") if r.config_hash == "p" * 64)
+    assert plain.n_seeds == 3 and plain.seeds == (0, 1, 2)
+    assert plain.values == (2.91, 2.95, 2.88) and plain.campaigns == ("e7", "e7-again")
