@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from nflab.flows import build, hooks
+from nflab.flows.registry import preset_of
 
 from . import checkpoint as ckpt
 from .certificates import PROBE_SIZE, compute_certificates
@@ -87,8 +88,9 @@ class TrainState:
 
     ``best``: the selected evaluation (``{"step", "validation": eval, "test": eval}``, test filled at the end);
     ``last_eval``: the newest validation evaluation; ``final``: the validation and test evaluations of the final
-    weights; ``tail``: the test evaluations of the averaging window; ``data_digest``: a running sha256 of every
-    batch and held-out set the run read (equal for two runs that saw the same data stream).
+    weights; ``tail``: the test evaluations of the averaging window; ``n_params`` and ``preset`` (the model's size
+    class, ``nflab.flows.registry.preset_of``) for the budget; ``data_digest``: a running sha256 of every batch and
+    held-out set the run read (equal for two runs that saw the same data stream).
     """
 
     step: int = 0
@@ -101,6 +103,7 @@ class TrainState:
     certificates_step: int | None = None
     plots: list[Path] = field(default_factory=list)
     n_params: int | None = None
+    preset: str | None = None
     data_digest: str = ""
 
 
@@ -190,6 +193,7 @@ def train_run(
         data = DataSource(section(spec, "dataset"), seed=seed, dtype=dtype, device=device, data_root=data_root)
     model = build_model(model_cfg, data.shape).to(device=device, dtype=dtype)
     state.n_params = sum(p.numel() for p in model.parameters())
+    state.preset = preset_of(model_cfg["family"], model_cfg)
     optimizer = make_optimizer(model, tcfg)
     ema = Ema(model, float(tcfg["ema"])) if tcfg.get("ema") else None
     data_gen = make_generator(seed, "data")

@@ -8,7 +8,7 @@ Results gain ``quantity`` (exact | unbiased | bound | biased | joint: what kind 
 ``selection`` (the rule that chose the checkpoint: ``val-best``, ``final``, ``last-N-mean``, or for rows written
 before this revision ``test-best``, the old best-on-the-test-set rule) and ``n_samples`` (how many held-out points
 the value averages); the result kind ``mean`` (the mean over the last N evaluations) is allowed. Runs gain
-``n_params`` and ``data_digest``.
+``n_params``, ``preset`` (the model's size class) and ``data_digest``.
 
 Rows written before this revision get a quantity derived from what was recorded (``nflab.db_models.
 legacy_quantity``): ``joint`` for zero padding (its number was the joint density at ε = 0, recorded with budget
@@ -87,6 +87,7 @@ def upgrade() -> None:
         batch.create_check_constraint("ck_nflab_results_quantity", _QUANTITIES)
     with op.batch_alter_table("nflab_runs") as batch:
         batch.add_column(sa.Column("n_params", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("preset", sa.String(50), nullable=True))
         batch.add_column(sa.Column("data_digest", sa.String(64), nullable=True))
 
 
@@ -94,6 +95,7 @@ def downgrade() -> None:
     """Back to 0003 without losing a row: ``mean`` results become kind ``last``; the new columns go."""
     with op.batch_alter_table("nflab_runs") as batch:
         batch.drop_column("data_digest")
+        batch.drop_column("preset")
         batch.drop_column("n_params")
     op.execute("UPDATE nflab_results SET kind = 'last' WHERE kind = 'mean'")
     with op.batch_alter_table("nflab_results") as batch:

@@ -123,6 +123,7 @@ class Run(Base):
     finished_at: Mapped[datetime | None]
     wall_s: Mapped[float | None] = mapped_column(Double)
     n_params: Mapped[int | None] = mapped_column(BigInteger)
+    preset: Mapped[str | None] = mapped_column(String(50))
     data_digest: Mapped[str | None] = mapped_column(String(64))
 
 

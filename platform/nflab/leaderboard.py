@@ -184,7 +184,7 @@ def _budget(member: Mapping[str, Any], test_size: int | None) -> Budget:
     config = member.get("config") or {}
     return Budget(
         steps=(config.get("train") or {}).get("steps"),
-        preset=(config.get("model") or {}).get("preset") or ("default" if member.get("family") else None),
+        preset=member.get("preset") or (config.get("model") or {}).get("preset"),
         n_params=member.get("n_params"),
         estimator=member.get("budget") or None,
         test_size=test_size,

@@ -391,6 +391,8 @@ class Store:
                 run.wall_s = float(run_result["wall_s"])
             if run_result.get("n_params") is not None:
                 run.n_params = int(run_result["n_params"])
+            if run_result.get("preset"):
+                run.preset = str(run_result["preset"])
             if run_result.get("data_digest"):
                 run.data_digest = str(run_result["data_digest"])
             run.finished_at = now
@@ -500,6 +502,7 @@ class Store:
                 Run.seed,
                 Run.repeat,
                 Run.n_params,
+                Run.preset,
                 Run.data_digest,
                 Result.metric,
                 Result.kind,

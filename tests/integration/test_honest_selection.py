@@ -89,6 +89,9 @@ def test_certificates_and_metrics_refer_to_the_selected_checkpoint(make_spec, wo
     rows = {(r["metric"], r["split"], r["kind"]): r for r in result["results"]}
     best_step = rows["nats", "test", "best"]["step"]
     assert result["certificates_step"] == best_step == rows["nats", "validation", "best"]["step"]
+    assert result["preset"] == "small" and result["n_params"] == sum(
+        p.numel() for p in build_model(spec["config"]["model"], (2,)).parameters()
+    )
     for name in ("inversion_error", "logdet_gap", "jacobian_condition", "jacobian_norm"):
         assert rows[name, "test", "best"]["step"] == best_step
         assert rows[name, "test", "best"]["value"] == result["certificates"][name]

@@ -23,10 +23,10 @@ def _spec(key: str, config_hash: str, seed: int, config: dict[str, Any]) -> dict
     return {"run_key": key, "config_hash": config_hash, "seed": seed, "repeat": 0, "config": config}
 
 
-def _toy(family: str, *, steps: int = 2000, preset: str = "small", **model: Any) -> dict[str, Any]:
+def _toy(family: str, *, steps: int = 2000, **model: Any) -> dict[str, Any]:
     return {
         "dataset": {"name": "8gaussians", "test_samples": 2000, "n_bins": None},
-        "model": {"family": family, "preset": preset, **model},
+        "model": {"family": family, **model},
         "train": {"steps": steps},
     }
 
@@ -35,9 +35,11 @@ def _result(metric: str, value: float, **extra: Any) -> dict[str, Any]:
     return {"split": "test", "metric": metric, "value": value, "budget": "exact", "step": 10, "kind": "best", **extra}
 
 
-def _record(store: Store, cid: str, key: str, config_hash: str, seed: int, config: dict, results: list[dict]) -> str:
+def _record(
+    store: Store, cid: str, key: str, config_hash: str, seed: int, config: dict, results: list[dict], preset="small"
+) -> str:
     run_id = store.add_runs(cid, [_spec(key, config_hash, seed, config)])[key]
-    store.record_result(run_id, {"status": "finished", "results": results, "n_params": 1234})
+    store.record_result(run_id, {"status": "finished", "results": results, "n_params": 1234, "preset": preset})
     return run_id
 
 
@@ -104,7 +106,7 @@ def test_budget_columns_filters_and_grouping(store: Store) -> None:
     cid = store.create_campaign("budgets", "fp", "name: budgets")
     for seed in range(2):
         _record(store, cid, f"s-{seed}", "s" * 64, seed, _toy("maf", steps=2000), [_result("nats", 3.0 + seed)])
-        _record(store, cid, f"l-{seed}", "l" * 64, seed, _toy("maf", steps=50000, preset=None), [_result("nats", 2.9)])
+        _record(store, cid, f"l-{seed}", "l" * 64, seed, _toy("maf", steps=50000), [_result("nats", 2.9)], "default")
     rows = leaderboard(store, dataset="8gaussians")
     small = next(r for r in rows if r.config_hash == "s" * 64)
     assert small.budget.steps == 2000 and small.budget.preset == "small" and small.budget.n_params == 1234
@@ -112,7 +114,7 @@ def test_budget_columns_filters_and_grouping(store: Store) -> None:
     assert small.budget.label() == "2,000 steps · small · 1.23k params · exact · test 2,000"
     paper = next(r for r in rows if r.source == "paper")
     assert paper.budget.steps == 50000 and paper.budget.test_size == 10000 and paper.selection == "last-20-mean"
-    assert small.note == "preset=small train.steps=2000"  # what tells it from the other maf row here
+    assert small.note == "train.steps=2000"  # what tells it from the other maf row here
     assert {r.config_hash for r in leaderboard(store, dataset="8gaussians", steps=2000)} == {"s" * 64}
     assert {
         r.config_hash for r in leaderboard(store, dataset="8gaussians", preset="default", include_reference=False)

@@ -48,3 +48,19 @@ def test_importance_samples_follow_the_mode() -> None:
     digits = F.build("realnvp", (1, 8, 8), preset="small", dequantization="variational", dequantization_bins=17)
     assert digits.eval().likelihood_kind() == "bound" and digits.importance_samples == (1,)
     assert torch.isfinite(digits.log_prob(torch.rand(2, 1, 8, 8))).all()
+
+
+def test_preset_of_names_the_size_class_of_a_resolved_config() -> None:
+    import dataclasses
+
+    from nflab.flows.registry import preset_of
+
+    def resolved(name: str, **options: object) -> dict:
+        return {"family": name, **dataclasses.asdict(F.resolve_config(name, **options))}
+
+    assert preset_of("realnvp", resolved("realnvp", preset="small")) == "small"
+    assert preset_of("realnvp", resolved("realnvp")) == "default"
+    assert preset_of("realnvp", resolved("realnvp", preset="small", couplings=8)) == "custom"
+    assert preset_of("resflow", resolved("resflow", preset="small", coeff=0.9)) == "small"  # not a size option
+    assert preset_of("cif", resolved("cif", base="resflow", preset="small")) == "small"
+    assert preset_of("cif", resolved("cif", base="resflow", blocks=(10,), hidden=(128,) * 4)) == "custom"
