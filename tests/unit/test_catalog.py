@@ -96,7 +96,7 @@ def test_e2_toy_quick_is_small() -> None:
     for spec in specs:
         assert spec.config["train"]["steps"] <= 2500
         assert spec.config["train"]["batch_size"] == 256
-        assert spec.config["train"]["eval_every"] == 250
+        assert spec.config["train"]["eval_every"] == 200
         assert spec.config["dataset"]["test_samples"] == 2000
         assert max(spec.config["model"]["hidden"]) <= 64
 
