@@ -192,3 +192,16 @@ def test_a_rerun_seed_counts_once(e7: Store) -> None:
     plain = next(r for r in leaderboard(e7, dataset="8gaussians") if r.config_hash == "p" * 64)
     assert plain.n_seeds == 3 and plain.seeds == (0, 1, 2)
     assert plain.values == (2.91, 2.95, 2.88) and plain.campaigns == ("e7", "e7-again")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--select", "median"], "--select: 'median' is not one of: best, mean, final"),
+        (["--group-by", "seed"], "--group-by: 'seed' is not one of: budget"),
+    ],
+)
+def test_bad_leaderboard_options_are_one_line_errors(store: Store, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["leaderboard", *args], env={"NFLAB_DB_URL": store.url})
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and lines == [f"error: {message}"]
