@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -12,6 +12,18 @@ from torch import Tensor, nn
 from .exact import can_switch_to_exact, exact_logdets
 from .jacobian import brute_force_logdet
 from .transform import LogdetKind, Transform, sum_except_batch
+
+LikelihoodKind = Literal["exact", "unbiased", "bound", "biased", "joint"]
+#: What a flow's ``log_prob`` is, from the strongest claim to the weakest: the exact log-likelihood; an unbiased
+#: estimate of it (Russian-roulette log-det); a lower bound on it (ELBO / importance-weighted bound, in
+#: expectation); an estimate with no such guarantee (truncated series); a density of another space (a joint density
+#: of data and augmenting coordinates at fixed values), not a likelihood of the data at all.
+LIKELIHOOD_KINDS: tuple[LikelihoodKind, ...] = ("exact", "unbiased", "bound", "biased", "joint")
+
+
+def weakest_kind(kinds: Iterable[str]) -> LikelihoodKind:
+    """The kind of a number built from parts of ``kinds``: the weakest claim among them (``exact`` for none)."""
+    return max(kinds, key=LIKELIHOOD_KINDS.index, default="exact")  # type: ignore[return-value]
 
 
 def standard_normal_log_prob(z: Tensor) -> Tensor:
@@ -26,6 +38,9 @@ class Flow(nn.Module):
     resolved configuration the model was built from (kept for checkpoints and logging).
     """
 
+    #: what ``log_prob`` is when every log-det is exact; flows that return a bound or a joint density declare it
+    likelihood: ClassVar[LikelihoodKind] = "exact"
+
     def __init__(self, transform: Transform, shape: Sequence[int], *, name: str = "", config: Any = None) -> None:
         super().__init__()
         self.transform = transform
@@ -37,6 +52,18 @@ class Flow(nn.Module):
     @property
     def logdet_kind(self) -> LogdetKind:
         return self.transform.kind
+
+    def likelihood_kind(self, *, exact: bool = False) -> LikelihoodKind:
+        """What ``log_prob(x, exact=exact)`` returns in the current mode (train/eval): the flow's declared
+        ``likelihood`` weakened by its log-det (``unbiased`` for Russian roulette, ``biased`` for a truncated series)
+        unless ``exact`` switches every log-det to its exact value."""
+        return weakest_kind((self.likelihood, "exact" if exact else self.logdet_kind))
+
+    @property
+    def importance_samples(self) -> tuple[int, ...]:
+        """The importance samples K of every importance-weighted layer of ``log_prob`` in the current mode,
+        outermost first (empty: not an importance-weighted estimate)."""
+        return ()
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x → (z, log|det ∂z/∂x|)."""

@@ -25,7 +25,7 @@ import functools
 import math
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -276,6 +276,30 @@ def resolve_config(name: str, **config: Any) -> Any:
     if augment != AugmentConfig():
         parts.append(augment)
     return parts[0] if len(parts) == 1 else combine_configs(parts)
+
+
+def _same(a: Any, b: Any) -> bool:
+    norm = lambda v: tuple(norm(x) for x in v) if isinstance(v, list | tuple) else v  # noqa: E731
+    return norm(a) == norm(b)
+
+
+def preset_of(name: str, options: Mapping[str, Any]) -> str:
+    """The size class of a model config (a resolved config does not keep a preset's name: presets are shorthand):
+    the first preset whose every value the options hold once resolved (for a wrapping family, in each part that
+    defines it); ``default`` when every option any preset sets holds the published default; ``custom`` otherwise."""
+    given = {k: v for k, v in options.items() if k != "family" and v is not None}
+    options = dataclasses.asdict(resolve_config(name, **given))
+    fam = family(name)
+    parts = [fam]
+    if fam.wraps_base:
+        parts.append(_base_family(fam, options.get("base") or fam.default_base, defaulted=not options.get("base")))
+    for preset in dict.fromkeys(p for part in parts for p in part.presets):
+        defined = [part.presets[preset] for part in parts if preset in part.presets]
+        if all(_same(options.get(k), v) for values in defined for k, v in values.items()):
+            return preset
+    sized = {k: spec.default for part in parts for k, spec in _field_specs(part.config_cls).items()
+             if any(k in values for values in part.presets.values())}  # fmt: skip
+    return "default" if all(_same(options.get(k), v) for k, v in sized.items()) else "custom"
 
 
 def combine_configs(parts: Sequence[Any]) -> Any:

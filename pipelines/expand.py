@@ -3,7 +3,8 @@
 For each combination (axes in YAML order, first outermost; values in list order) the matrix values are
 applied to the base sections, then ``--set`` values again (they win over a whole-section axis), and the
 run config is resolved (every model option filled in). ``config_hash`` ignores ``train.seed`` and
-``resources``; ``seed`` is derived from (``train.seed``, config_hash, repeat); ``run_key`` is
+``resources``; ``seed`` is derived from (``train.seed``, repeat) alone, so every configuration of a campaign
+sees the same data stream per seed (paired comparisons; see ``hashing``); ``run_key`` is
 ``f"{config_hash[:12]}-s{train.seed}-r{repeat}"``, unique within the campaign.
 """
 
@@ -102,7 +103,7 @@ def expand(pipeline: Pipeline) -> list[RunSpec]:
                     campaign=pipeline.name,
                     run_key=key,
                     config_hash=digest,
-                    seed=derive_seed(base_seed, digest, repeat),
+                    seed=derive_seed(base_seed, repeat),
                     repeat=repeat,
                     overrides=flat_overrides(combo),
                     config=copy.deepcopy(config),

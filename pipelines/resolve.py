@@ -20,6 +20,7 @@ from .errors import Invalid
 from .schema import RunConfig
 
 _INDEX = re.compile(r"\[(\d+)\]")
+TOY_AVERAGE_LAST = 20  # the toy papers report the mean test NLL of the last 20 evaluations
 
 
 def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
@@ -33,8 +34,11 @@ def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
         return _regression(config)
     config["dataset"] = _dataset(config["dataset"])
     config["model"] = resolve_model(raw.get("model") or {})
+    toy = config["dataset"]["name"] in TOY_DATASETS
     if config["eval"]["best_metric"] is None:
-        config["eval"]["best_metric"] = "nats" if config["dataset"]["name"] in TOY_DATASETS else "bpd"
+        config["eval"]["best_metric"] = "nats" if toy else "bpd"
+    if config["eval"]["average_last"] is None:
+        config["eval"]["average_last"] = TOY_AVERAGE_LAST if toy else 0
     return config
 
 
@@ -53,7 +57,13 @@ def _regression(config: dict[str, Any]) -> dict[str, Any]:
     """An E1 run (``analysis.kind: fit1d``) fits ``analysis.target`` with blocks built from the analysis options:
     it has no dataset and no model family, so both are recorded null (and any given ones are left out, like the
     options of other analysis kinds, so that a matrix may mix density and fit1d runs)."""
-    config["dataset"] = {"name": None, "test_samples": None, "train_subset": None, "n_bins": None}
+    config["dataset"] = {
+        "name": None,
+        "test_samples": None,
+        "validation_samples": None,
+        "train_subset": None,
+        "n_bins": None,
+    }
     config["model"] = {"family": None}
     return config
 
@@ -70,7 +80,10 @@ def _dataset(dataset: dict[str, Any]) -> dict[str, Any]:
     derived = None if name in TOY_DATASETS else 17 if name == "digits" else 256
     if dataset["n_bins"] is not None and dataset["n_bins"] != derived:
         raise Invalid(("dataset", "n_bins"), f"{dataset['n_bins']!r} is not {derived!r} (derived from {name})")
-    return {**dataset, "n_bins": derived}
+    validation = dataset["validation_samples"]
+    if validation is None and name in TOY_DATASETS:
+        validation = dataset["test_samples"]
+    return {**dataset, "n_bins": derived, "validation_samples": validation}
 
 
 def resolve_model(model: dict[str, Any]) -> dict[str, Any]:

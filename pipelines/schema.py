@@ -4,8 +4,9 @@ Every section forbids unknown keys and is strict (YAML already types its scalars
 integer here, but ``5`` is a valid number). ``1e-3`` reads as a float (see ``yaml_lines``).
 
 Fields that depend on the dataset are *derived* when a run is expanded: ``dataset.n_bins`` (17 for
-``digits``, 256 for the other image sets, null for toy sets) and ``eval.best_metric`` (nats for toy sets,
-bpd for images). ``dataset.name`` and ``model.family`` may be left out when a matrix axis supplies them.
+``digits``, 256 for the other image sets, null for toy sets), ``dataset.validation_samples`` (toy sets: as many
+as ``test_samples``), ``eval.best_metric`` (nats for toy sets, bpd for images) and ``eval.average_last`` (20 for
+toy sets, 0 for images). ``dataset.name`` and ``model.family`` may be left out when a matrix axis supplies them.
 
 The optional ``analysis`` section adds a study to a run (see :class:`AnalysisSpec`); a run's resolved config
 lists it only when its kind is not ``none``, so plain runs keep their config hashes.
@@ -48,10 +49,16 @@ class Section(BaseModel):
 
 
 class DatasetSpec(Section):
-    """What to fit: a toy 2-D density (fresh samples each step) or an image set."""
+    """What to fit: a toy 2-D density (fresh samples each step) or an image set.
+
+    ``validation_samples``: the size of the validation split that selects the reported checkpoint (the test split
+    only reports): fresh points drawn once for toy sets (null: as many as ``test_samples``), the last images of the
+    training split for image sets (null: 10 % of it), never trained on.
+    """
 
     name: DatasetName | None = None
     test_samples: PosInt = 10000
+    validation_samples: PosInt | None = None
     train_subset: PosInt | None = None
     n_bins: PosInt | None = None
 
@@ -107,12 +114,19 @@ class TrainSpec(Section):
 
 
 class EvalSpec(Section):
-    """Held-out evaluation: batch, exact log-det (auto: when the dimension is small), plot samples."""
+    """Held-out evaluation: batch, exact log-det (auto: when the dimension is small), plot samples, selection.
+
+    Every ``train.eval_every`` steps the validation split is evaluated and the best ``best_metric`` on it selects
+    the reported checkpoint (its test metric is the ``best`` result). ``average_last``: the test metric is also
+    evaluated at the last N evaluations and their mean reported (the toy papers' protocol; null: 20 for toy sets,
+    0 — off — for images).
+    """
 
     batch_size: PosInt = 1000
     exact: Literal["auto"] | bool = "auto"
     samples: PosInt = 20000
     best_metric: Literal["nats", "bpd"] | None = None
+    average_last: NonNegInt | None = None
 
 
 class ResourcesSpec(Section):

@@ -1,9 +1,18 @@
-"""Held-out evaluation: mean negative log-likelihood in nats (and bits/dim for images) with a declared budget.
+"""Held-out evaluation of one split: mean negative log-likelihood in nats (and bits/dim for images), what kind of
+number it is, and the estimator budget it was computed with.
 
-The log-det is exact (budget ``"exact"``) when ``eval.exact`` is true, or ``"auto"`` and either the model's own
-log-det is exact or the data has at most ``AUTO_EXACT_MAX_DIM`` dimensions (brute-force Jacobian). Otherwise the
-model's estimator is switched to its evaluation budget (``configure_estimator(training=False)``, e.g. 20 exact
-series terms) and the budget is recorded as ``"rr-20"`` (unbiased) or ``"series-20"`` (biased).
+- Split: ``validation`` (what selection reads) or ``test`` (what is reported); see ``DataSource``.
+- Exact log-det when ``eval.exact`` is true, or ``"auto"`` and the data has at most ``AUTO_EXACT_MAX_DIM``
+  dimensions: the brute-force Jacobian or each block's exact path; for a flow without an exact likelihood (CIF)
+  the blocks of its base switch to their exact log-det and the bound stays a bound. Otherwise the model's
+  estimator is switched to its evaluation budget (``configure_estimator(training=False)``, e.g. 20 exact series
+  terms).
+- ``quantity``: what the number is, as the flow declares it in evaluation mode (``Flow.likelihood_kind``):
+  ``exact``, ``unbiased``, ``bound``, ``biased`` or ``joint``.
+- ``budget``: ``exact``, ``rr-20`` (roulette, 20 exact terms), ``series-5`` (truncated), and ``iwae-K`` for every
+  importance-weighted layer (``rr-20+iwae-100`` when both apply).
+- Noise of stochastic likelihoods (padding, CIF, dequantization) comes from ``generator`` (the same draws at
+  every evaluation when the caller passes a fresh generator with the same seed).
 """
 
 from __future__ import annotations
@@ -12,9 +21,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from nflab.flows import bits_per_dim, hooks
+from nflab.flows.augment.wrapped import inner_log_prob
+from nflab.flows.exact import exact_logdets
 
 from .datasource import DataSource
 
@@ -23,9 +34,7 @@ DEFAULT_EVAL_TERMS = 20
 
 
 def use_exact(model: nn.Module, dim: int, eval_cfg: Mapping[str, Any]) -> bool:
-    """Whether evaluation uses an exact log-det (see module docstring); never for models without one (CIF)."""
-    if not getattr(model, "has_exact_log_prob", True):
-        return False
+    """Whether evaluation uses exact log-dets (see module docstring)."""
     mode = eval_cfg.get("exact", "auto")
     if mode is True or str(mode).lower() == "true":
         return True
@@ -34,13 +43,9 @@ def use_exact(model: nn.Module, dim: int, eval_cfg: Mapping[str, Any]) -> bool:
     return model.logdet_kind == "exact" or dim <= AUTO_EXACT_MAX_DIM
 
 
-def budget_label(model: nn.Module, exact: bool, estimator_cfg: Mapping[str, Any]) -> str:
-    """The estimator budget string recorded next to every result: ``exact``, ``rr-20``, ``series-5``, ``iwae-100``."""
-    if exact:
+def _estimator_label(model: nn.Module, exact: bool, estimator_cfg: Mapping[str, Any]) -> str:
+    if exact or model.logdet_kind == "exact":
         return "exact"
-    samples = getattr(model, "num_importance_samples", None)
-    if samples is not None and not getattr(model, "has_exact_log_prob", True):
-        return f"iwae-{samples}"
     for m in model.modules():
         cfg = getattr(m, "logdet_config", None)
         if cfg is not None and hasattr(cfg, "kind"):
@@ -48,10 +53,24 @@ def budget_label(model: nn.Module, exact: bool, estimator_cfg: Mapping[str, Any]
                 return f"series-{cfg.n_terms}"
             if cfg.kind == "roulette":
                 return f"rr-{cfg.eval_n_exact_terms}"
-    if model.logdet_kind == "exact":
-        return "exact"
     terms = estimator_cfg.get("eval_n_exact_terms") or DEFAULT_EVAL_TERMS
     return f"{'rr' if model.logdet_kind == 'unbiased' else 'series'}-{terms}"
+
+
+def budget_label(model: nn.Module, exact: bool, estimator_cfg: Mapping[str, Any]) -> str:
+    """The estimator budget recorded next to every result (module docstring), for the model's current mode."""
+    logdet = _estimator_label(model, exact, estimator_cfg)
+    iwae = [f"iwae-{k}" for k in getattr(model, "importance_samples", ())]
+    return "+".join(iwae) if iwae and logdet == "exact" else "+".join([logdet, *iwae])
+
+
+def _log_prob(model: nn.Module, x: Tensor, exact: bool, generator: torch.Generator | None) -> Tensor:
+    if not exact or model.logdet_kind == "exact":
+        return inner_log_prob(model, x, exact=False, generator=generator)
+    if getattr(model, "has_exact_log_prob", True):
+        return inner_log_prob(model, x, exact=True, generator=generator)
+    with exact_logdets(model):  # a bound (CIF): exact log-dets of its base's blocks, the bound stays a bound
+        return inner_log_prob(model, x, exact=False, generator=generator)
 
 
 def evaluate(
@@ -61,20 +80,24 @@ def evaluate(
     eval_cfg: Mapping[str, Any],
     estimator_cfg: Mapping[str, Any],
     step: int,
+    split: str = "test",
+    generator: torch.Generator | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` (whatever weights it holds now) on the held-out set; leaves it in training mode.
+    """Evaluate ``model`` (whatever weights it holds now) on ``split``; leaves it in training mode.
 
-    Returns ``{"step", "nats", "bpd" (None for non-images), "budget"}``.
+    Returns ``{"step", "split", "nats", "bpd" (None for non-images), "budget", "quantity", "n"}``.
     """
     exact = use_exact(model, data.dim, eval_cfg)
     hooks.before_evaluation(model)
     hooks.configure_estimator(model, estimator_cfg, training=False)
     model.eval()
     try:
+        quantity = model.likelihood_kind(exact=exact)
+        budget = budget_label(model, exact, estimator_cfg)
         total, count = 0.0, 0
         with torch.no_grad():
-            for chunk in data.heldout_chunks(int(eval_cfg.get("batch_size") or 1000)):
-                lp = model.log_prob(chunk, exact=exact and model.logdet_kind != "exact")
+            for chunk in data.heldout_chunks(int(eval_cfg.get("batch_size") or 1000), split=split):
+                lp = _log_prob(model, chunk, exact, generator)
                 total += float(lp.double().sum())
                 count += chunk.shape[0]
     finally:
@@ -82,4 +105,12 @@ def evaluate(
         hooks.configure_estimator(model, estimator_cfg, training=True)
     mean_lp = total / max(count, 1)
     bpd = float(bits_per_dim(mean_lp, data.shape, n_bins=data.n_bins)) if data.is_image else None
-    return {"step": step, "nats": -mean_lp, "bpd": bpd, "budget": budget_label(model, exact, estimator_cfg)}
+    return {
+        "step": step,
+        "split": split,
+        "nats": -mean_lp,
+        "bpd": bpd,
+        "budget": budget,
+        "quantity": quantity,
+        "n": count,
+    }

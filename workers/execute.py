@@ -8,6 +8,7 @@ Layout of a run folder ``<workdir>/<run_key>/``: ``run.json`` (MLflow run id), `
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -40,27 +41,78 @@ def failed_result(error: str, *, wall_s: float = 0.0, mlflow_run_id: str | None 
         "results": [],
         "checkpoints": [],
         "certificates": {},
+        "certificates_step": None,
+        "n_params": None,
+        "preset": None,
+        "data_digest": None,
         "artifacts": [],
         "wall_s": wall_s,
     }
 
 
+METRICS = ("nats", "bpd")
+CERTIFICATE_METRICS = ("inversion_error", "logdet_gap", "jacobian_condition", "jacobian_norm")
+
+
+def _row(ev: dict[str, Any], metric: str, *, kind: str, selection: str, step: int) -> dict[str, Any]:
+    return {
+        "split": ev["split"],
+        "metric": metric,
+        "value": float(ev[metric]),
+        "budget": ev["budget"],
+        "step": int(step),
+        "kind": kind,
+        "selection": selection,
+        "quantity": ev.get("quantity"),
+        "n_samples": ev.get("n"),
+    }
+
+
 def result_rows(state: TrainState) -> list[dict[str, Any]]:
-    """RunResult rows: {best, final} × {nats, bpd (images)} on the test split."""
-    rows = []
-    for kind, ev in (("best", state.best), ("final", state.last_eval)):
-        if ev is None:
-            continue
-        for metric in ("nats", "bpd"):
-            if ev.get(metric) is not None:
+    """RunResult rows (docs/contracts.md), every one saying which rule chose its checkpoint (``selection``):
+
+    - ``best`` / ``val-best``: the test (and validation) metric of the checkpoint with the best validation metric;
+    - ``final`` / ``final``: both splits on the final weights;
+    - ``mean`` / ``last-N-mean``: the mean test metric over the last N evaluations (when ``eval.average_last``);
+    - the certificates of the selected checkpoint as metrics of their own (``best`` / ``val-best``, same step).
+    """
+    rows: list[dict[str, Any]] = []
+    picks = []
+    if state.best is not None and state.best.get("test") is not None:
+        picks.append(("best", "val-best", state.best))
+    if state.final is not None:
+        picks.append(("final", "final", state.final))
+    for kind, selection, chosen in picks:
+        for split in ("test", "validation"):
+            ev = chosen[split]
+            rows += [
+                _row(ev, m, kind=kind, selection=selection, step=chosen["step"])
+                for m in METRICS
+                if ev.get(m) is not None
+            ]
+    if state.tail:
+        last = state.tail[-1]
+        for metric in METRICS:
+            if last.get(metric) is not None:
+                mean = {**last, metric: sum(ev[metric] for ev in state.tail) / len(state.tail)}
+                rows.append(
+                    _row(mean, metric, kind="mean", selection=f"last-{len(state.tail)}-mean", step=last["step"])
+                )
+    if state.certificates_step is not None:
+        for name in CERTIFICATE_METRICS:
+            value = state.certificates.get(name)
+            if isinstance(value, float) and math.isfinite(value):
                 rows.append(
                     {
                         "split": "test",
-                        "metric": metric,
-                        "value": float(ev[metric]),
-                        "budget": ev["budget"],
-                        "step": int(ev["step"]),
-                        "kind": kind,
+                        "metric": name,
+                        "value": value,
+                        "budget": "probe-" + str(state.certificates.get("probe_size")),
+                        "step": state.certificates_step,
+                        "kind": "best",
+                        "selection": "val-best",
+                        "quantity": "exact",
+                        "n_samples": state.certificates.get("probe_size"),
                     }
                 )
     return rows
@@ -77,7 +129,9 @@ def _summarise(tracker: Tracker, state: TrainState, run_dir: Path) -> None:
     """Explicit best_/final_ metrics, certificates, and the artifacts (config, figures, final checkpoint)."""
     summary: dict[str, Any] = {}
     for row in result_rows(state):
-        summary[f"{row['kind']}_{row['metric']}"] = row["value"]
+        if row["metric"] in METRICS:
+            prefix = row["kind"] if row["split"] == "test" else f"{row['kind']}_val"
+            summary[f"{prefix}_{row['metric']}"] = row["value"]
     summary.update({f"cert_{k}": v for k, v in state.certificates.items() if isinstance(v, float)})
     tracker.log_metrics(summary, state.step)
     tracker.log_artifact(run_dir / "config.json")
@@ -162,6 +216,10 @@ def execute_run(
         "results": [*result_rows(state), *outcome.results] if status == "finished" else [],
         "checkpoints": _checkpoint_rows(run_dir) if run_dir.is_dir() else [],
         "certificates": state.certificates,
+        "certificates_step": state.certificates_step,
+        "n_params": state.n_params,
+        "preset": state.preset,
+        "data_digest": state.data_digest or None,
         "artifacts": [p.resolve().as_uri() for p in [*state.plots, *outcome.artifacts]],
         "wall_s": round(time.monotonic() - start, 3),
     }

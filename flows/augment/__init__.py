@@ -17,7 +17,13 @@ from typing import Any, Literal
 
 from ..flow import Flow
 from .dequantization import DequantizedFlow, UniformDequantizer, VariationalDequantizer
-from .padding import PaddedFlow, default_padding_std, jacobian_condition_number, padded_shape
+from .padding import (
+    PaddedFlow,
+    default_padding_samples,
+    default_padding_std,
+    jacobian_condition_number,
+    padded_shape,
+)
 from .wrapped import WrappedFlow
 
 
@@ -39,10 +45,14 @@ class AugmentConfig:
     dequantization_samples: int = _option(1, "variational: importance samples K of log_prob in eval mode")
     padding: int = _option(0, "extra coordinates (vectors) or channels (images) appended for the flow")
     padding_kind: Literal["zero", "gaussian"] = _option(
-        "gaussian", "padding values: zeros (joint density at 0) or Gaussian noise (an ELBO)"
+        "gaussian",
+        "training noise: zeros (the joint density at 0) or Gaussian (the ELBO); evaluated by a bound on log p(x)",
     )
     padding_std: float | None = _option(
         None, "Gaussian padding σ (null: 1 for vectors; 1/8 around 1/2, truncated to (0, 1), for images)"
+    )
+    padding_samples: int | None = _option(
+        None, "importance samples K of the evaluation bound on log p(x) (null: 100 for vectors, 10 for images)"
     )
 
     def violations(self) -> list[tuple[str, Any, str]]:
@@ -57,6 +67,8 @@ class AugmentConfig:
             found.append(("padding", self.padding, "an integer >= 0"))
         if self.padding_std is not None and not self.padding_std > 0:
             found.append(("padding_std", self.padding_std, "a number > 0 or null"))
+        if self.padding_samples is not None and self.padding_samples < 1:
+            found.append(("padding_samples", self.padding_samples, "an integer >= 1 or null"))
         return found
 
     def normalized(self) -> AugmentConfig:
@@ -65,6 +77,7 @@ class AugmentConfig:
         default = AugmentConfig()
         if out.padding == 0:
             out.padding_kind, out.padding_std = default.padding_kind, default.padding_std
+            out.padding_samples = default.padding_samples
         if out.dequantization == "uniform":
             for key in ("dequantization_bins", "dequantization_blocks", "dequantization_hidden"):
                 setattr(out, key, getattr(default, key))
@@ -93,6 +106,7 @@ def augment_flow(flow: Flow, shape: Sequence[int], options: AugmentConfig) -> Fl
             padding=options.padding,
             kind=options.padding_kind,
             std=options.padding_std,
+            samples=options.padding_samples,
             name=name,
             config=config,
         )
@@ -124,6 +138,7 @@ __all__ = [
     "WrappedFlow",
     "augment_flow",
     "augment_part",
+    "default_padding_samples",
     "default_padding_std",
     "jacobian_condition_number",
     "padded_shape",

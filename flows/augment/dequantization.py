@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..flow import Flow
+from ..flow import Flow, LikelihoodKind
 from ..layers.conditional_affine import ConditionalAffine, conditioner_net
 from ..layers.coupling import alternating_mask, checkerboard_mask
 from ..layers.gaussian_conditional import DiagonalGaussianConditional
@@ -112,6 +112,14 @@ class DequantizedFlow(WrappedFlow):
         self.dequantizer = dequantizer
         self.n_bins = int(n_bins)
         self.num_samples = int(num_samples)
+
+    @property
+    def likelihood(self) -> LikelihoodKind:  # type: ignore[override]
+        """A learned q(u|k) gives a lower bound on the discrete log-likelihood; uniform noise the usual density."""
+        return "bound" if isinstance(self.dequantizer, VariationalDequantizer) else "exact"
+
+    def own_importance_samples(self) -> tuple[int, ...]:
+        return (1 if self.training else self.num_samples,)
 
     def bins(self, x: Tensor) -> Tensor:
         """k = ⌊n·x̃⌋, clamped to the levels {0, …, n − 1}."""

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..flow import Flow
+from ..flow import Flow, LikelihoodKind, weakest_kind
 from ..transform import LogdetKind
 
 
@@ -49,6 +49,18 @@ class WrappedFlow(Flow):
     def has_exact_log_prob(self) -> bool:
         """Whether ``log_prob(exact=True)`` is available (false when the inner flow is e.g. CIF)."""
         return bool(getattr(self.inner, "has_exact_log_prob", True))
+
+    def likelihood_kind(self, *, exact: bool = False) -> LikelihoodKind:
+        """The weaker of this wrapper's own ``likelihood`` (in the current mode) and the inner flow's kind."""
+        return weakest_kind((self.likelihood, self.inner.likelihood_kind(exact=exact)))
+
+    @property
+    def importance_samples(self) -> tuple[int, ...]:
+        return (*self.own_importance_samples(), *self.inner.importance_samples)
+
+    def own_importance_samples(self) -> tuple[int, ...]:
+        """This wrapper's importance samples in the current mode (none by default)."""
+        return ()
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The inner flow's data → latent map."""

@@ -22,11 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..flow import Flow, standard_normal_log_prob
+from ..exact import estimating_leaves
+from ..flow import Flow, LikelihoodKind, standard_normal_log_prob, weakest_kind
 from ..layers.conditional_affine import ConditionalAffine, conditioner_net
 from ..layers.gaussian_conditional import DiagonalGaussianConditional
 from ..registry import build_transform, register
-from ..transform import Compose, LogdetKind, Transform
+from ..transform import Compose, LogdetKind, Transform, combine_kinds
 from .common import option, require
 
 VECTOR_HIDDEN = (10, 10)
@@ -126,6 +127,7 @@ class CIFFlow(Flow):
     """
 
     has_exact_log_prob = False
+    likelihood = "bound"
 
     def __init__(
         self,
@@ -141,9 +143,24 @@ class CIFFlow(Flow):
         self.num_importance_samples = _positive_int("num_importance_samples", num_importance_samples)
         self.train_importance_samples = _positive_int("train_importance_samples", train_importance_samples)
 
+    def _base_estimators(self) -> list[Transform]:
+        return [m for m in estimating_leaves(self.transform) if not isinstance(m, ContinuouslyIndexedAffine)]
+
     @property
     def logdet_kind(self) -> LogdetKind:
-        return "biased"
+        """The kind of the base's log-dets (the CIF layers' terms are importance weights, declared by
+        ``likelihood``, not log-dets)."""
+        return combine_kinds(m.kind for m in self._base_estimators())
+
+    def likelihood_kind(self, *, exact: bool = False) -> LikelihoodKind:
+        """A bound, weakened by the base's estimated log-dets; ``exact``: evaluated under
+        ``nflab.flows.exact.exact_logdets``, which switches the base's blocks that have an exact path."""
+        kinds = ["exact" if exact and hasattr(m, "exact_override") else m.kind for m in self._base_estimators()]
+        return weakest_kind((self.likelihood, *kinds))
+
+    @property
+    def importance_samples(self) -> tuple[int, ...]:
+        return (self.train_importance_samples if self.training else self.num_importance_samples,)
 
     @contextmanager
     def noise(self, generator: torch.Generator | None) -> Iterator[None]:

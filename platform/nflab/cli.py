@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+
+from nflab.richtext import SafeTable, make_console, plain, styled
 
 if TYPE_CHECKING:
     from nflab.leaderboard import Row
@@ -34,8 +34,9 @@ config_app = typer.Typer(no_args_is_help=True, help="Settings (env vars override
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+# every string printed is literal (nflab.richtext): labels like ``realnvp [efd47265]`` are never read as markup
+console = make_console(width=None if sys.stdout.isatty() else 160)
+err_console = make_console(stderr=True)
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -68,7 +69,7 @@ def _guard(fn: Callable[[], int | None]) -> None:
     try:
         code = fn() or EXIT_OK
     except _bad_input_types() as exc:
-        err_console.print(f"[red]error:[/red] {_one_line(exc)}", highlight=False, soft_wrap=True)
+        err_console.print(styled(("error:", "red"), " ", _one_line(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: re-run the same command to resume the campaign from its checkpoints")
@@ -77,7 +78,10 @@ def _guard(fn: Callable[[], int | None]) -> None:
         if os.environ.get("NFLAB_DEBUG"):
             raise
         err_console.print(
-            f"[red]internal error:[/red] {type(exc).__name__}: {_one_line(exc)} (set NFLAB_DEBUG=1 for the traceback)",
+            styled(
+                ("internal error:", "red"),
+                f" {type(exc).__name__}: {_one_line(exc)} (set NFLAB_DEBUG=1 for the traceback)",
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -153,10 +157,10 @@ def run(
         done_steps: dict[str, int] = {}
         quiet = json_out or not sys.stderr.isatty()
         with Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             TimeElapsedColumn(),
             console=err_console,
             disable=json_out,
@@ -177,7 +181,7 @@ def run(
                 progress.update(bar, completed=sum(done_steps.values()))
                 progress.advance(runs_bar)
                 if result.get("status") != "finished" and not quiet:
-                    progress.console.print(f"[red]run {run_key} failed:[/red] {result.get('error')}")
+                    progress.console.print(styled((f"run {run_key} failed:", "red"), f" {result.get('error')}"))
 
             outcome = run_campaign(
                 prepared,
@@ -204,8 +208,8 @@ def run(
     _guard(body)
 
 
-def _runs_table(store: Store, campaign_id: str, *, title: str) -> Table:
-    table = Table(title=title)
+def _runs_table(store: Store, campaign_id: str, *, title: str) -> SafeTable:
+    table = SafeTable(title=title)
     for col in ("run", "dataset", "family", "seed", "status", "best nats", "best bpd", "error"):
         table.add_column(col)
     for r in store.list_runs(campaign_id, with_results=True):
@@ -216,7 +220,7 @@ def _runs_table(store: Store, campaign_id: str, *, title: str) -> Table:
             r.get("dataset") or "",
             r.get("family") or "",
             str(r.get("seed", "")),
-            f"[{style}]{r['status']}[/{style}]",
+            plain(r["status"], style),
             _fmt(best.get("nats")),
             _fmt(best.get("bpd")),
             (r.get("error") or "")[:80],
@@ -231,34 +235,72 @@ def _fmt(v: float | None) -> str:
 # ------------------------------------------------------------------------------------ read commands
 
 
+SELECTIONS = ("best", "mean", "final")
+
+
 @app.command()
 def leaderboard(
     dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
-    metric: Annotated[str, typer.Option(help="nats or bpd")] = "nats",
+    metric: Annotated[
+        str | None, typer.Option(help="nats, bpd, mse or a certificate (default: bpd for images, nats for toy sets)")
+    ] = None,
+    select: Annotated[
+        str, typer.Option(help="best (validation-selected), mean (last-N average) or final checkpoint")
+    ] = "best",
+    steps: Annotated[int | None, typer.Option(help="only rows trained for this many steps")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="only rows of this preset (default, small, published, ...)")
+    ] = None,
+    estimator: Annotated[
+        str | None, typer.Option(help="only rows evaluated with this estimator (exact, rr-20, ...)")
+    ] = None,
+    group_by: Annotated[str | None, typer.Option("--group-by", help="budget: rank each (steps, preset) apart")] = None,
+    versus: Annotated[str | None, typer.Option(help="pair every row against this family (or label)")] = None,
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML page here")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     reference: Annotated[bool, typer.Option(help="include the published numbers as reference rows")] = True,
 ) -> None:
-    """Mean ± std over seeds per configuration, with the papers' numbers as reference rows."""
+    """Mean ± std over seeds per configuration, ranked only against numbers of the same kind, with budgets,
+    paired differences and the papers' numbers as reference rows."""
 
     def body() -> int:
         from nflab import leaderboard as lb
+        from nflab.reference_results import references
 
-        if metric not in ("nats", "bpd"):
-            raise BadInput(f"--metric: {metric!r} is not one of: nats, bpd")
+        if select not in SELECTIONS:
+            raise BadInput(f"--select: {select!r} is not one of: {', '.join(SELECTIONS)}")
+        if group_by not in (None, "budget"):
+            raise BadInput(f"--group-by: {group_by!r} is not one of: budget")
         if html is not None and html.is_dir():
             raise BadInput(
                 f"--html: {str(html)!r} is a folder; give a file path such as {str(html / 'leaderboard.html')!r}"
             )
         settings = _settings()
         store = _store(settings)
-        rows = lb.leaderboard(store, dataset=dataset, metric=metric, include_reference=reference)
+        if metric is not None:
+            known = {m for ms in store.result_metrics(dataset=dataset).values() for m in ms}
+            known |= {r.metric for r in references(dataset=dataset)} if reference else set()
+            if metric not in known:
+                allowed = ", ".join(sorted(known)) or "none (no finished runs)"
+                raise BadInput(f"--metric: {metric!r} is not one of the recorded metrics: {allowed}")
+        rows = lb.leaderboard(
+            store,
+            dataset=dataset,
+            metric=metric,
+            kind=select,
+            include_reference=reference,
+            steps=steps,
+            preset=preset,
+            estimator=estimator,
+            group_by=group_by,
+            versus=versus,
+        )
         if html is not None:
-            lb.write_html(rows, html, images=_density_images(store, rows, settings.home))
+            lb.write_html(rows, html, images=_density_images(store, rows, settings.home), group_by=group_by)
         if json_out:
             _print_json(lb.to_json(rows))
         else:
-            console.print(lb.render_table(rows))
+            console.print(lb.render(rows, group_by))
             if html is not None:
                 console.print(f"wrote {html}")
         return EXIT_OK
@@ -300,7 +342,7 @@ def status(
             if json_out:
                 _print_json(campaigns)
                 return EXIT_OK
-            table = Table(title="campaigns")
+            table = SafeTable(title="campaigns")
             for col in ("id", "name", "status", "runs", "created", "error"):
                 table.add_column(col)
             for c in campaigns:
@@ -368,7 +410,7 @@ def logs(
             return EXIT_OK
         console.print(f"run {run_row['id']} ({run_row['run_key']}) status={run_row['status']}", highlight=False)
         if run_row.get("error"):
-            console.print(f"[red]error:[/red] {run_row['error']}", highlight=False)
+            console.print(styled(("error:", "red"), f" {run_row['error']}"), highlight=False)
         sys.stdout.write(text if text else f"(no log file at {log_file})\n")
         return EXIT_OK
 
@@ -390,7 +432,7 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] 
             _print_json(data)
             return EXIT_OK
         for name, opts in data.items():
-            table = Table(title=name)
+            table = SafeTable(title=name)
             for col in ("option", "default", "allowed", "description"):
                 table.add_column(col)
             for key, spec in opts.items():
@@ -463,7 +505,7 @@ def config_show(json_out: Annotated[bool, typer.Option("--json", help="print JSO
         if json_out:
             _print_json(data)
             return EXIT_OK
-        table = Table(title="nflab settings")
+        table = SafeTable(title="nflab settings")
         table.add_column("setting")
         table.add_column("value")
         for key, value in data.items():

@@ -6,6 +6,7 @@ Timestamps are timezone-aware UTC (SQLite hands them back naive: the store re-at
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -35,8 +36,33 @@ NAMING_CONVENTION = {
 }
 
 RUN_STATUSES = ("pending", "running", "finished", "failed", "cancelled")
-RESULT_KINDS = ("best", "final", "last")
+RESULT_KINDS = ("best", "final", "last", "mean")
+#: what a result's value is (the flows' ``LIKELIHOOD_KINDS``; ``exact`` also for non-likelihood metrics such as mse)
+RESULT_QUANTITIES = ("exact", "unbiased", "bound", "biased", "joint")
 CHECKPOINT_KINDS = ("step", "best")
+
+
+def legacy_quantity(budget: str, family: str | None, config: Mapping[str, Any] | None) -> str:
+    """What a result that does not say what it is (rows written before migration 0004) was, from its budget and
+    its run's family and config; the weakest claim wins: zero padding recorded the joint density at ε = 0
+    (``joint``), a truncated series is ``biased``, CIF / importance weights / Gaussian padding / variational
+    dequantization give a ``bound``, Russian roulette is ``unbiased``, anything else ``exact``."""
+    model = (config or {}).get("model") or {}
+    padding = model.get("padding") or 0
+    if padding and model.get("padding_kind") == "zero":
+        return "joint"
+    if budget.startswith("series-"):
+        return "biased"
+    if (
+        family == "cif"
+        or budget.startswith("iwae-")
+        or (padding and model.get("padding_kind", "gaussian") == "gaussian")
+        or model.get("dequantization") == "variational"
+    ):
+        return "bound"
+    if budget.startswith("rr-"):
+        return "unbiased"
+    return "exact"
 
 
 def utcnow() -> datetime:
@@ -96,15 +122,25 @@ class Run(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     wall_s: Mapped[float | None] = mapped_column(Double)
+    n_params: Mapped[int | None] = mapped_column(BigInteger)
+    preset: Mapped[str | None] = mapped_column(String(50))
+    data_digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class Result(Base):
-    """One reported number of a run: (split, metric, kind, estimator budget) → value."""
+    """One reported number of a run: (split, metric, kind, estimator budget) → value.
+
+    ``kind`` names the checkpoint (``best``: the selected one, ``final``, ``mean``: an average over the last
+    evaluations); ``selection`` the rule behind it (``val-best``, ``final``, ``last-N-mean``; ``test-best`` for rows
+    written before migration 0004); ``quantity`` what the value is (``RESULT_QUANTITIES``); ``n_samples`` how many
+    held-out points it averages.
+    """
 
     __tablename__ = "nflab_results"
     __table_args__ = (
         UniqueConstraint("run_id", "split", "metric", "kind", "budget"),
         CheckConstraint(f"kind IN {RESULT_KINDS!r}", name="kind"),
+        CheckConstraint(f"quantity IN {RESULT_QUANTITIES!r}", name="quantity"),
         Index("ix_nflab_results_metric_split_kind", "metric", "split", "kind"),
     )
 
@@ -117,6 +153,9 @@ class Result(Base):
     step: Mapped[int | None] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime]
+    quantity: Mapped[str] = mapped_column(String(20), server_default="exact")
+    selection: Mapped[str] = mapped_column(String(40), server_default="final")
+    n_samples: Mapped[int | None] = mapped_column(Integer)
 
 
 class Checkpoint(Base):

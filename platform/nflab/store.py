@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from nflab import migrate
 from nflab.db_models import (
+    RESULT_QUANTITIES,
     RUN_STATUSES,
     Base,
     Campaign,
@@ -35,6 +36,7 @@ from nflab.db_models import (
     Result,
     Run,
     Schedule,
+    legacy_quantity,
     utcnow,
 )
 from nflab.settings import sqlite_path
@@ -378,32 +380,23 @@ class Store:
                 run.finished_at = utcnow()
 
     def record_result(self, run_id: str, run_result: Mapping[str, Any]) -> None:
-        """Record a RunResult dict in one transaction: run status/error/MLflow id/wall time, results, checkpoints.
+        """Record a RunResult dict in one transaction: run status/error/MLflow id/wall time/size, results,
+        checkpoints.
 
         Idempotent: results are keyed by (split, metric, kind, budget) and checkpoints by (step, kind); recording the
-        same result again updates those rows instead of adding new ones. NaN values are not stored (no number).
+        same result again updates those rows instead of adding new ones. NaN values are not stored (no number). A
+        result without ``quantity`` gets the one its budget and its run's config imply (``legacy_quantity``);
+        without ``selection``, its kind's name.
         """
         status = run_result.get("status", "finished")
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
         now = utcnow()
-        results = []
+        given = []
         for r in run_result.get("results") or []:
             value = float(r["value"])
-            if math.isnan(value):
-                continue
-            results.append(
-                {
-                    "run_id": run_id,
-                    "split": str(r.get("split", "test")),
-                    "metric": str(r["metric"]),
-                    "value": value,
-                    "budget": "" if r.get("budget") is None else str(r["budget"]),
-                    "step": None if r.get("step") is None else int(r["step"]),
-                    "kind": str(r.get("kind", "final")),
-                    "created_at": now,
-                }
-            )
+            if not math.isnan(value):
+                given.append((r, value))
         checkpoints = [
             {
                 "run_id": run_id,
@@ -417,14 +410,48 @@ class Store:
         ]
         with self._write() as s:
             run = self._run(s, run_id)
+            results = [self._result_row(run, r, value, now) for r, value in given]
             run.status = status
             run.error = run_result.get("error")
             run.mlflow_run_id = run_result.get("mlflow_run_id") or run.mlflow_run_id
             if run_result.get("wall_s") is not None:
                 run.wall_s = float(run_result["wall_s"])
+            if run_result.get("n_params") is not None:
+                run.n_params = int(run_result["n_params"])
+            if run_result.get("preset"):
+                run.preset = str(run_result["preset"])
+            if run_result.get("data_digest"):
+                run.data_digest = str(run_result["data_digest"])
             run.finished_at = now
-            self._upsert(s, Result, results, ["run_id", "split", "metric", "kind", "budget"], ["value", "step"])
+            self._upsert(
+                s,
+                Result,
+                results,
+                ["run_id", "split", "metric", "kind", "budget"],
+                ["value", "step", "quantity", "selection", "n_samples"],
+            )
             self._upsert(s, Checkpoint, checkpoints, ["run_id", "step", "kind"], ["uri", "sha256"])
+
+    @staticmethod
+    def _result_row(run: Run, r: Mapping[str, Any], value: float, now: datetime) -> dict[str, Any]:
+        budget = "" if r.get("budget") is None else str(r["budget"])
+        kind = str(r.get("kind", "final"))
+        quantity = r.get("quantity") or legacy_quantity(budget, run.family, run.config)
+        if quantity not in RESULT_QUANTITIES:
+            raise ValueError(f"result quantity {quantity!r} is not one of: {', '.join(RESULT_QUANTITIES)}")
+        return {
+            "run_id": run.id,
+            "split": str(r.get("split", "test")),
+            "metric": str(r["metric"]),
+            "value": value,
+            "budget": budget,
+            "step": None if r.get("step") is None else int(r["step"]),
+            "kind": kind,
+            "quantity": str(quantity),
+            "selection": str(r.get("selection") or kind),
+            "n_samples": None if r.get("n_samples") is None else int(r["n_samples"]),
+            "created_at": now,
+        }
 
     def get_run(self, ref: str, campaign_id: str | None = None) -> dict[str, Any]:
         """A run by id, run key, unique id prefix or unique run-key prefix (within ``campaign_id`` if given),
@@ -485,13 +512,14 @@ class Store:
     def result_rows(
         self,
         *,
-        metric: str,
+        metric: str | None = None,
         split: str = "test",
-        kind: str = "best",
+        kind: str | None = "best",
         dataset: str | None = None,
         status: str = "finished",
     ) -> list[dict[str, Any]]:
-        """Flat rows (run + campaign + one result) of runs with ``status`` — the leaderboard's input."""
+        """Flat rows (run + campaign + one result) of runs with ``status`` — the leaderboard's input. ``metric`` or
+        ``kind`` None: every metric / kind."""
         stmt = (
             select(
                 Run.id.label("run_id"),
@@ -500,21 +528,50 @@ class Store:
                 Run.dataset,
                 Run.family,
                 Run.config_hash,
+                Run.config,
                 Run.seed,
                 Run.repeat,
+                Run.n_params,
+                Run.preset,
+                Run.data_digest,
+                Result.metric,
+                Result.kind,
                 Result.value,
                 Result.budget,
                 Result.step,
+                Result.quantity,
+                Result.selection,
+                Result.n_samples,
                 Result.created_at,
             )
             .join(Result, Result.run_id == Run.id)
             .join(Campaign, Campaign.id == Run.campaign_id)
-            .where(Run.status == status, Result.metric == metric, Result.split == split, Result.kind == kind)
+            .where(Run.status == status, Result.split == split)
         )
+        if metric is not None:
+            stmt = stmt.where(Result.metric == metric)
+        if kind is not None:
+            stmt = stmt.where(Result.kind == kind)
         if dataset is not None:
             stmt = stmt.where(Run.dataset == dataset)
         with self._read() as s:
             return [{k: _aware(v) for k, v in row.items()} for row in s.execute(stmt).mappings()]
+
+    def result_metrics(self, *, split: str = "test", dataset: str | None = None) -> dict[str, list[str]]:
+        """``{dataset: sorted metrics}`` of the finished runs' results on ``split`` (what the leaderboard can show)."""
+        stmt = (
+            select(Run.dataset, Result.metric)
+            .join(Result, Result.run_id == Run.id)
+            .where(Run.status == "finished", Result.split == split)
+            .distinct()
+        )
+        if dataset is not None:
+            stmt = stmt.where(Run.dataset == dataset)
+        out: dict[str, list[str]] = {}
+        with self._read() as s:
+            for ds, metric in s.execute(stmt):
+                out.setdefault(ds or "?", []).append(metric)
+        return {k: sorted(v) for k, v in sorted(out.items())}
 
     # -- schedules and repro checks -------------------------------------------------------------------------
 

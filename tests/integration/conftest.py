@@ -17,7 +17,13 @@ import pytest
 from tests.raycluster import RayCluster, ray_cluster
 
 BASE_CONFIG: dict[str, Any] = {
-    "dataset": {"name": "8gaussians", "test_samples": 2000, "train_subset": None, "n_bins": None},
+    "dataset": {
+        "name": "8gaussians",
+        "test_samples": 2000,
+        "validation_samples": None,
+        "train_subset": None,
+        "n_bins": None,
+    },
     "model": {"family": "realnvp", "preset": "small"},
     "estimator": {"kind": "roulette", "n_exact_terms": 2, "dist": "geometric", "geom_p": 0.5, "eval_n_exact_terms": 20},
     "train": {
@@ -37,7 +43,7 @@ BASE_CONFIG: dict[str, Any] = {
         "dtype": "float32",
         "device": "cpu",
     },
-    "eval": {"batch_size": 1000, "exact": "auto", "samples": None, "best_metric": "nats"},
+    "eval": {"batch_size": 1000, "exact": "auto", "samples": None, "best_metric": "nats", "average_last": 20},
     "resources": {"cpu": 1, "gpu": 0, "retries": 2},
 }
 

@@ -51,7 +51,14 @@ def test_estimator_bias_after_training(family, series, make_spec, workdir, mlflo
     spec["config"]["analysis"] = {"kind": "estimator_bias", "terms": TERMS, "repeats": 10, "points": 16}
     result = _run(spec, workdir, mlflow_uri, experiment)
     assert result["status"] == "finished", result["error"]
-    assert {(r["kind"], r["metric"]) for r in result["results"]} == {("best", "nats"), ("final", "nats")}
+    nats = {(r["kind"], r["split"]) for r in result["results"] if r["metric"] == "nats"}
+    assert nats == {
+        ("best", "test"),
+        ("final", "test"),
+        ("best", "validation"),
+        ("final", "validation"),
+        ("mean", "test"),
+    }
     folder = workdir / spec["run_key"] / "analysis"
     assert [Path(a).name for a in result["artifacts"]] == ["density.png", "estimator_bias.json", "estimator_bias.png"]
     assert (folder / "estimator_bias.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -98,10 +105,12 @@ def test_fit1d_variant_records_files_metrics_and_rows(variant, make_spec, workdi
     result = _run(spec, workdir, mlflow_uri, experiment)
     assert result["status"] == "finished", result["error"]
     assert result["steps"] == 8 and result["checkpoints"] == []
-    rows = {r["kind"]: r for r in result["results"]}
-    assert set(rows) == {"best", "final"}
-    assert all(r["metric"] == "mse" and r["budget"] == "grid-200" and r["split"] == "test" for r in rows.values())
-    assert rows["final"]["step"] == 8 and rows["best"]["value"] <= rows["final"]["value"]
+    rows = {r["kind"]: r for r in result["results"] if r["split"] == "test"}
+    val = {r["kind"]: r for r in result["results"] if r["split"] == "validation"}
+    assert set(rows) == set(val) == {"best", "final"}
+    assert all(r["metric"] == "mse" and r["budget"] == "grid-200" and r["quantity"] == "exact" for r in rows.values())
+    assert rows["best"]["selection"] == "val-best" and rows["final"]["selection"] == "final"
+    assert rows["final"]["step"] == 8 and val["best"]["value"] <= val["final"]["value"]  # selected on validation
     folder = workdir / spec["run_key"] / "analysis"
     report = json.loads((folder / "fit1d.json").read_text())
     assert report["variant"] == variant and report["target"] == "impflowfunc" and report["steps"] == 8
@@ -113,6 +122,7 @@ def test_fit1d_variant_records_files_metrics_and_rows(variant, make_spec, workdi
     run_id = result["mlflow_run_id"]
     assert _artifact_names(mlflow_uri, run_id) == {"fit1d.json", "fit1d.png"}
     assert _history(mlflow_uri, run_id, "test_mse") == [(4, report["history"][0]["mse"]), (8, report["final_mse"])]
+    assert _history(mlflow_uri, run_id, "val_mse") == [(4, report["history"][0]["val_mse"]), (8, val["final"]["value"])]
     assert _history(mlflow_uri, run_id, "final_mse") == [(8, report["final_mse"])]
     assert [s for s, _ in _history(mlflow_uri, run_id, "train_mse")] == [2, 4, 6, 8]
 
@@ -123,7 +133,7 @@ def test_monotone_fits_the_steep_target_that_residual_blocks_cannot(make_spec, w
     for variant in ("residual", "scaled_monotone"):
         result = _run(_fit_spec(make_spec, variant, 100), workdir, mlflow_uri, experiment)
         assert result["status"] == "finished", result["error"]
-        results[variant] = {r["kind"]: r["value"] for r in result["results"]}["best"]
+        results[variant] = {r["kind"]: r["value"] for r in result["results"] if r["split"] == "test"}["best"]
     assert results["residual"] > 1.0  # far from the target: the slope bound binds
     assert results["scaled_monotone"] < 0.1 * results["residual"]  # about 0.08 against 3.5 after 100 steps
     report = json.loads((workdir / "fit-residual-100" / "analysis" / "fit1d.json").read_text())
@@ -145,7 +155,8 @@ matrix:
 
 def test_store_and_cli_take_analysis_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_uri: str) -> None:
     """A plain density run and a fit1d run of one campaign, recorded in a real nflab store: the mse rows are kept,
-    the leaderboard stays on nats, and the read commands show both runs."""
+    the leaderboard serves them (``--metric mse``, and by default for the fit's target), and the read commands show
+    both runs."""
     from nflab.pipelines import expand, load_pipeline_text
     from nflab.store import Store
 
@@ -172,15 +183,23 @@ def test_store_and_cli_take_analysis_runs(tmp_path: Path, monkeypatch: pytest.Mo
     db = sqlite3.connect(home / "nflab.db")
     labels = db.execute("select dataset, family from nflab_runs order by family").fetchall()
     assert labels == [("impflowfunc", "fit1d:residual"), ("checkerboard", "resflow")]  # a fit1d run has no dataset
-    stored = db.execute("select metric, kind, budget from nflab_results").fetchall()
-    assert sorted(stored) == sorted(
-        [("nats", "best", "exact"), ("nats", "final", "exact"), ("mse", "best", "grid-50"), ("mse", "final", "grid-50")]
-    )
+    stored = db.execute("select metric, kind, budget from nflab_results where split = 'test'").fetchall()
+    density = [("nats", kind, "exact") for kind in ("best", "final", "mean")]
+    certificates = [
+        (c, "best", "probe-64") for c in ("inversion_error", "logdet_gap", "jacobian_condition", "jacobian_norm")
+    ]
+    assert sorted(stored) == sorted([*density, *certificates, ("mse", "best", "grid-50"), ("mse", "final", "grid-50")])
     runner = CliRunner()
-    board = runner.invoke(app, ["leaderboard", "--json"], catch_exceptions=False)
+    board = runner.invoke(app, ["leaderboard", "--json", "--no-reference"], catch_exceptions=False)
     assert board.exit_code == 0, board.output
-    ours = [row for row in json.loads(board.stdout) if row["source"] != "paper"]
-    assert len(ours) == 1 and ours[0]["family"] == "resflow"  # the fit1d run records mse, not nats
+    ours = {(row["dataset"], row["family"], row["metric"]) for row in json.loads(board.stdout)}
+    assert ours == {("checkerboard", "resflow", "nats"), ("impflowfunc", "fit1d:residual", "mse")}
+    mse = runner.invoke(app, ["leaderboard", "--metric", "mse", "--json"], catch_exceptions=False)
+    (row,) = json.loads(mse.stdout)
+    best_mse = db.execute(
+        "select value from nflab_results where metric = 'mse' and kind = 'best' and split = 'test'"
+    ).fetchone()[0]
+    assert row["family"] == "fit1d:residual" and row["mean"] == best_mse and row["selection"] == "val-best"
     table = runner.invoke(app, ["status", campaign], catch_exceptions=False)
     assert table.exit_code == 0 and table.output.count("finished") == 2, table.output
     fit_key = specs[1]["run_key"]
@@ -189,3 +208,4 @@ def test_store_and_cli_take_analysis_runs(tmp_path: Path, monkeypatch: pytest.Mo
     shown = json.loads(logs.stdout)
     assert "analysis fit1d" in shown["log"]
     assert {(r["metric"], r["kind"]) for r in shown["run"]["results"]} == {("mse", "best"), ("mse", "final")}
+    assert {r["split"] for r in shown["run"]["results"]} == {"test", "validation"}

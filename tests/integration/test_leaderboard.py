@@ -1,5 +1,5 @@
-"""The leaderboard over a real SQLite store: mean ± std over seeds per config_hash, sorting, paper rows,
-JSON and a self-contained HTML page."""
+"""The leaderboard over a real SQLite store: mean ± std over seeds per config_hash, sections by kind of number,
+budgets, paired differences, default metrics, certificates, paper rows, JSON, rich and a self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from nflab.leaderboard import leaderboard, render_table, to_json, write_html
+from nflab.leaderboard import leaderboard, render, render_table, sections, to_json, write_html
 from nflab.reference_results import REFERENCES
 from nflab.store import Store
 
@@ -71,7 +71,7 @@ def _expected(values: list[float]) -> tuple[float, float | None]:
 
 
 def test_mean_std_per_config_hash(store: Store) -> None:
-    rows = leaderboard(store, dataset="checkerboard", include_reference=False)
+    rows = leaderboard(store, dataset="checkerboard", include_reference=False, estimator="exact")
     assert len(rows) == len(VALUES)
     by_hash = {r.config_hash: r for r in rows}
     for (family, h), values in VALUES.items():
@@ -86,7 +86,7 @@ def test_mean_std_per_config_hash(store: Store) -> None:
             assert row.std == pytest.approx(std, abs=1e-12)
         assert row.best == min(values)
         assert row.campaigns == ("toy-e2",)
-        assert row.budgets == ("exact",)
+        assert row.budgets == ("exact",) and row.budget.estimator == "exact" and row.quantity == "exact"
     means = [r.mean for r in rows]
     assert means == sorted(means)
     assert rows[0].config_hash == "c" * 64  # resflow config c is the best one
@@ -109,13 +109,18 @@ def test_all_datasets_and_other_metrics(store: Store) -> None:
     assert datasets == sorted(datasets)
     moons = [r for r in rows if r.dataset == "moons" and r.source == "ours"]
     assert len(moons) == 1 and moons[0].campaigns == ("moons-run",) and moons[0].std is None
-    assert sum(r.source == "paper" for r in rows) == 16  # Table 1: 8 datasets x 2 models
-    final = leaderboard(store, dataset="checkerboard", kind="final", include_reference=False)
+    assert sum(r.source == "paper" and r.metric == "nats" for r in rows) == 16  # Table 1: 8 datasets x 2 models
+    assert {r.metric for r in rows if r.dataset in ("mnist", "cifar10")} == {"bpd"}  # image sets: bits/dim
+    final = leaderboard(store, dataset="checkerboard", kind="final", include_reference=False, estimator="exact")
     assert final[0].mean == pytest.approx(_expected(VALUES["resflow", "c" * 64])[0] + 2.0)
     bpd = leaderboard(store, metric="bpd", dataset="cifar10")
     assert {r.source for r in bpd} == {"paper"}
     assert ("Monotone Flow", 3.215) in {(r.label, r.mean) for r in bpd}
-    assert bpd[0].mean == min(r.mean for r in bpd)
+    for members in sections(bpd).values():  # ranked within each kind of number
+        assert [r.rank for r in members] == list(range(1, len(members) + 1))
+        assert [r.mean for r in members] == sorted(r.mean for r in members)
+    kinds = {r.label: r.quantity for r in bpd}
+    assert kinds["Glow"] == "exact" and kinds["Monotone Flow"] == "unbiased" and kinds["CIF-ResFlow"] == "bound"
 
 
 def test_reference_table_covers_the_seed_experiments() -> None:
@@ -140,11 +145,13 @@ def test_json_output(store: Store) -> None:
 
 
 def test_rich_table(store: Store) -> None:
-    rows = leaderboard(store, dataset="checkerboard")
+    rows = leaderboard(store, dataset="checkerboard", estimator="exact") + [
+        r for r in leaderboard(store, dataset="checkerboard") if r.source == "paper"
+    ]
     table = render_table(rows)
     assert table.row_count == len(rows)
-    console = Console(record=True, width=200)
-    console.print(table)
+    console = Console(record=True, width=250)
+    console.print(render(leaderboard(store, dataset="checkerboard")))
     out = console.export_text()
     mean, std = _expected(VALUES["monotone", "a" * 64])
     assert f"{mean:.4f} ± {std:.4f}" in out

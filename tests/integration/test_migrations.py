@@ -3,6 +3,7 @@ nflab's own version table next to a foreign ``alembic_version``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,18 @@ def populate(store: Store) -> None:
             "status": "finished",
             "mlflow_run_id": "m0",
             "wall_s": 1.5,
+            # selection and quantity as an up/down/up round trip re-derives them (downgrade drops those columns)
             "results": [
-                {"split": "test", "metric": "nats", "value": 2.41, "budget": "exact", "step": 9, "kind": "best"}
+                {
+                    "split": "test",
+                    "metric": "nats",
+                    "value": 2.41,
+                    "budget": "exact",
+                    "step": 9,
+                    "kind": "best",
+                    "selection": "test-best",
+                    "quantity": "exact",
+                }
             ],
             "checkpoints": [{"step": 9, "uri": "file:///tmp/c9.pt", "sha256": "ab" * 32}],
         },
@@ -55,7 +66,7 @@ def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     url = _url(tmp_path)
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0003"
+    assert migrate.current(url) == migrate.head() == "0004"
     assert table_names(url) == {*TABLES, "nflab_alembic_version"}
     assert "alembic_version" not in table_names(url)
     migrate.check(url)
@@ -173,3 +184,84 @@ def test_step_and_best_checkpoint_at_one_step_are_two_rows(tmp_path: Path) -> No
     migrate.downgrade(url, "0002")
     kept = sorted((r[2], r[3].rsplit("/", 1)[1]) for r in snapshot(url)["nflab_checkpoints"])
     assert kept == [(10, "step_00000010.pt"), (20, "step_00000020.pt")]  # the best duplicate of step 10 went
+
+
+def test_a_store_written_at_0003_shows_the_same_rows_with_derived_kinds(tmp_path: Path) -> None:
+    """0004: old rows keep their values; what they are is derived from budget, family and config (zero padding's
+    number was a joint density recorded as budget exact), and their selection is the old test-set rule."""
+    from nflab.leaderboard import leaderboard
+
+    url = _url(tmp_path)
+    migrate.upgrade(url, "0003")
+    configs = {
+        "plain": ("realnvp", {"dataset": {"name": "moons"}, "model": {"family": "realnvp"}}, "exact", 2.41),
+        "zero": ("realnvp", {"dataset": {"name": "moons"}, "model": {"family": "realnvp", "padding": 2,
+                 "padding_kind": "zero"}}, "exact", -11.3),
+        "gauss": ("realnvp", {"dataset": {"name": "moons"}, "model": {"family": "realnvp", "padding": 2,
+                  "padding_kind": "gaussian"}}, "exact", 2.63),
+        "cif": ("cif", {"dataset": {"name": "moons"}, "model": {"family": "cif", "base": "realnvp"}}, "iwae-100", 2.5),
+        "rr": ("resflow", {"dataset": {"name": "moons"}, "model": {"family": "resflow"}}, "rr-20", 2.45),
+        "series": ("iresnet", {"dataset": {"name": "moons"}, "model": {"family": "iresnet"}}, "series-5", 2.47),
+    }  # fmt: skip
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO nflab_campaigns VALUES ('c', 'old', 'fp', 'y', '2026-01-01', 'finished', "
+                          "NULL, NULL, NULL, NULL)"))  # fmt: skip
+        for i, (key, (family, config, budget, value)) in enumerate(configs.items()):
+            conn.execute(
+                text(
+                    "INSERT INTO nflab_runs (id, campaign_id, run_key, status, config, config_hash, seed, repeat,"
+                    " dataset, family, attempts, created_at) VALUES (:id, 'c', :key, 'finished', :config, :hash, 1, 0,"
+                    " 'moons', :family, 1, '2026-01-01')"
+                ),
+                {"id": key, "key": key, "config": json.dumps(config), "hash": f"{i:064x}", "family": family},
+            )
+            for kind, v in (("best", value), ("final", value + 0.1)):
+                conn.execute(
+                    text(
+                        "INSERT INTO nflab_results (run_id, split, metric, value, budget, step, kind, created_at)"
+                        " VALUES (:run, 'test', 'nats', :v, :budget, 100, :kind, '2026-01-01')"
+                    ),
+                    {"run": key, "v": v, "budget": budget, "kind": kind},
+                )
+    engine.dispose()
+    with Store(url) as store:
+        rows = {r.family + ("/" + r.note if r.note else ""): r for r in leaderboard(store, include_reference=False)}
+        assert migrate.current(url) == "0004"
+        quantities = {store.get_run(k)["results"][0]["quantity"] for k in configs}
+        selections = {r["selection"] for k in configs for r in store.get_run(k)["results"]}
+    assert selections == {"test-best", "final"}
+    assert quantities == {"exact", "joint", "bound", "unbiased", "biased"}
+    got = {r.config_hash: (r.mean, r.quantity, r.selection) for r in rows.values()}
+    expected_kind = {"plain": "exact", "zero": "joint", "gauss": "bound", "cif": "bound", "rr": "unbiased",
+                     "series": "biased"}  # fmt: skip
+    assert got == {
+        f"{i:064x}": (value, expected_kind[key], "test-best")
+        for i, (key, (_, _, _, value)) in enumerate(configs.items())
+    }
+
+
+def test_downgrade_keeps_the_new_rows(tmp_path: Path) -> None:
+    """A last-N average (kind mean, new in 0004) survives a downgrade as kind last, which 0003 allows."""
+    url = _url(tmp_path)
+    with Store(url) as store:
+        cid = store.create_campaign("m", "fp", "name: m")
+        rid = store.add_runs(cid, [{"run_key": "k", "config_hash": "h", "seed": 1, "config": {}}])["k"]
+        store.record_result(
+            rid,
+            {
+                "status": "finished",
+                "n_params": 10,
+                "results": [
+                    {"split": "test", "metric": "nats", "value": 2.5, "budget": "exact", "step": 9, "kind": "mean",
+                     "selection": "last-20-mean", "quantity": "exact", "n_samples": 100},
+                ],
+            },
+        )  # fmt: skip
+    before = snapshot(url)
+    migrate.downgrade(url, "0003")
+    after = snapshot(url)
+    assert len(after["nflab_results"]) == 1 and after["nflab_results"][0][7] == "last"
+    assert [r[:7] for r in after["nflab_results"]] == [r[:7] for r in before["nflab_results"]]
+    migrate.upgrade(url)
+    migrate.check(url)

@@ -18,8 +18,8 @@ def _run(spec: dict, workdir: Path, uri: str, experiment: str, **kw) -> dict:
     )
 
 
-def _rows(result: dict) -> dict[tuple[str, str], dict]:
-    return {(r["kind"], r["metric"]): r for r in result["results"]}
+def _rows(result: dict, split: str = "test") -> dict[tuple[str, str], dict]:
+    return {(r["kind"], r["metric"]): r for r in result["results"] if r["split"] == split}
 
 
 def test_toy_run_learns_and_reports(make_spec, workdir, mlflow_uri, experiment) -> None:
@@ -36,14 +36,22 @@ def test_toy_run_learns_and_reports(make_spec, workdir, mlflow_uri, experiment) 
     result = _run(spec, workdir, mlflow_uri, experiment, progress=lambda k, s, t, m: seen.append((k, s, t)))
     assert result["status"] == "finished", result["error"]
     assert result["steps"] == 100 and result["resumed_from"] is None
-    rows = _rows(result)
-    assert set(rows) == {("best", "nats"), ("final", "nats")}
+    rows, val = _rows(result), _rows(result, "validation")
+    certificates = {"inversion_error", "logdet_gap", "jacobian_condition", "jacobian_norm"}
+    assert set(rows) == {("best", "nats"), ("final", "nats"), ("mean", "nats")} | {("best", c) for c in certificates}
+    assert set(val) == {("best", "nats"), ("final", "nats")}
     assert rows["final", "nats"]["step"] == 100 and rows["final", "nats"]["budget"] == "exact"
-    assert rows["best", "nats"]["value"] <= rows["final", "nats"]["value"]
+    assert rows["final", "nats"]["quantity"] == "exact" and rows["final", "nats"]["n_samples"] == 1000
+    assert val["best", "nats"]["value"] <= val["final", "nats"]["value"]  # selected on validation
+    assert rows["best", "nats"]["selection"] == "val-best" and rows["mean", "nats"]["selection"] == "last-5-mean"
     assert seen[0] == ("learn-r0", 10, 100) and seen[-1] == ("learn-r0", 100, 100)
-    history = MlflowClient(mlflow_uri).get_metric_history(result["mlflow_run_id"], "test_nats")
+    history = MlflowClient(mlflow_uri).get_metric_history(result["mlflow_run_id"], "val_nats")
     nats = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert len(nats) == 5 and nats[-1] < nats[0] - 0.3  # learning happened
+    tests = MlflowClient(mlflow_uri).get_metric_history(result["mlflow_run_id"], "test_nats")
+    mean = sum(m.value for m in tests) / len(tests)
+    assert len(tests) == 5 and math.isclose(rows["mean", "nats"]["value"], mean, rel_tol=1e-12)
+    assert result["n_params"] > 0 and len(result["data_digest"]) == 64
     assert result["certificates"]["inversion_error"] < 1e-3
     assert result["certificates"]["logdet_gap"] < 1e-3
     assert [Path(a).name for a in result["artifacts"]] == ["density.png"]
@@ -81,11 +89,13 @@ def test_image_run_reports_consistent_bpd(make_spec, workdir, mlflow_uri, experi
         train__log_every=3,
         eval__best_metric="bpd",
         eval__batch_size=100,
+        eval__average_last=0,
     )
     result = _run(spec, workdir, mlflow_uri, experiment)
     assert result["status"] == "finished", result["error"]
-    rows = _rows(result)
-    assert set(rows) == {("best", "nats"), ("final", "nats"), ("best", "bpd"), ("final", "bpd")}
+    rows = {k: v for k, v in _rows(result).items() if k[1] in ("nats", "bpd")}
+    assert set(rows) == {("best", "nats"), ("final", "nats"), ("best", "bpd"), ("final", "bpd")}  # no average
+    assert _rows(result, "validation")["best", "bpd"]["n_samples"] == 144  # 10 % of digits' 1438 training images
     for kind in ("best", "final"):
         nats, bpd = rows[kind, "nats"]["value"], rows[kind, "bpd"]["value"]
         assert math.isfinite(bpd) and bpd > 0

@@ -35,8 +35,17 @@ def _result(value: float, step: int = 10, budget: str = "exact") -> dict[str, An
         "status": "finished",
         "mlflow_run_id": "m",
         "wall_s": 0.5,
+        # selection as an up/down/up round trip re-derives it (downgrade drops the column)
         "results": [
-            {"split": "test", "metric": "nats", "value": value, "budget": budget, "step": step, "kind": "best"}
+            {
+                "split": "test",
+                "metric": "nats",
+                "value": value,
+                "budget": budget,
+                "step": step,
+                "kind": "best",
+                "selection": "test-best",
+            }
         ],
         "checkpoints": [{"step": step, "uri": f"file:///c/{step}", "sha256": "f" * 64}],
     }

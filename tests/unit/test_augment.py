@@ -199,6 +199,30 @@ def test_padding_accounting_hand_computed() -> None:
     torch.testing.assert_close(matched.log_prob(x), log_px)
 
 
+@pytest.mark.parametrize("kind", ["zero", "gaussian"])
+def test_evaluation_bounds_the_marginal_likelihood_not_the_joint(kind: str) -> None:
+    """p(x) = ∫ p_flow(x, ε) dε in closed form for z = x ⊙ e^s; the padded coordinate is squeezed 20× (τ = e^{−3}),
+    as zero padding learns to: q = N(0, 1) alone would miss it, the Laplace proposal does not."""
+    s = [0.3, -0.2, 3.0]
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=DT)
+    log_px = _normal_log_pdf(x[:, 0], math.exp(-s[0])) + _normal_log_pdf(x[:, 1], math.exp(-s[1]))
+    flow = PaddedFlow(_scaling_flow(s), (2,), padding=1, kind=kind).eval()
+    assert flow.likelihood_kind() == "bound" and flow.importance_samples == (100,)
+    draws = torch.stack([flow.log_prob(x, generator=torch.Generator().manual_seed(i)) for i in range(200)])
+    assert (draws - log_px).abs().max() < 0.05
+    assert (draws.mean(0) <= log_px + 3 * draws.std(0) / math.sqrt(200)).all()  # a lower bound in expectation
+    wide = flow.log_prob(x, num_padding_samples=100, generator=torch.Generator().manual_seed(0))
+    flow.train()
+    if kind == "zero":  # training: the joint density at ε = 0, which is not a likelihood of x (here far above it)
+        assert flow.likelihood_kind() == "joint" and flow.importance_samples == ()
+        joint = flow.log_prob(x)
+        torch.testing.assert_close(joint, log_px + _normal_log_pdf(torch.zeros(6, dtype=DT), math.exp(-3.0)))
+        assert (joint > log_px + 2).all()
+    else:
+        assert flow.likelihood_kind() == "bound" and flow.importance_samples == (1,)
+    torch.testing.assert_close(wide, draws[0], rtol=0, atol=0.05)  # an explicit K works in either mode
+
+
 def test_truncated_image_padding_noise_is_a_density_on_the_unit_interval() -> None:
     padded = PaddedFlow(F.Flow(Shift(0.0), (2, 1, 1)), (1, 1, 1), padding=1, kind="gaussian", std=0.3)
     grid = torch.linspace(0, 1, 20001, dtype=DT).view(-1, 1, 1, 1)
@@ -233,11 +257,16 @@ def test_padded_shapes_sampling_and_round_trip(shape: tuple, family: str, opts: 
     z, logdet = flow(x, generator=torch.Generator().manual_seed(1))
     assert z.shape == (5, *flow.inner.shape) and logdet.shape == (5,)
     torch.testing.assert_close(flow.inverse(z), x)
+    flow.train()  # the training objective: one ε per point (zero padding: ε = 0)
     lp = flow.log_prob(x, generator=torch.Generator().manual_seed(1))
     padded, log_q = flow.pad(x, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(lp, flow.inner.log_prob(padded) - log_q)
     if kind == "zero":
         assert (log_q == 0).all() and (padded[:, shape[0] :] == 0).all()
+    flow.eval()  # the bound on log p(x): K importance samples per point
+    bound = flow.log_prob(x, generator=torch.Generator().manual_seed(1))
+    assert bound.shape == (5,) and torch.isfinite(bound).all()
+    assert flow.likelihood_kind() == "bound" and flow.importance_samples == ((100,) if len(shape) == 1 else (10,))
     samples = flow.sample(7, generator=torch.Generator().manual_seed(2))
     assert samples.shape == (7, *shape) and torch.isfinite(samples).all()
 
@@ -293,7 +322,7 @@ def test_wrappers_compose_with_cif() -> None:
     flow = F.build("cif", (2,), base="realnvp", preset="small", padding=1, dequantization="variational",
                    dequantization_bins=8)  # fmt: skip
     assert isinstance(flow, DequantizedFlow) and isinstance(flow.inner, PaddedFlow)
-    assert flow.has_exact_log_prob is False and flow.logdet_kind == "biased"
+    assert flow.has_exact_log_prob is False and flow.likelihood_kind() == "bound"
     x = torch.rand(6, 2)
     flow.eval()
     a = flow.log_prob(x, num_importance_samples=4, generator=torch.Generator().manual_seed(0))
@@ -310,4 +339,4 @@ def test_catalog_e7_padding_pipeline() -> None:
     assert variants == {(0, None), (2, "zero"), (2, "gaussian")}
     assert {s.config["model"]["family"] for s in specs} == {"realnvp"}
     datasets = {s.config["dataset"]["name"] for s in specs}
-    assert len(specs) == 3 * len(datasets) and len(datasets) >= 2
+    assert len(specs) == 3 * 3 * len(datasets) and len(datasets) >= 2  # three seeds each

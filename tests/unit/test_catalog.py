@@ -47,6 +47,20 @@ def test_every_catalog_file_loads_and_expands(name: str) -> None:
     assert len({s.run_key for s in specs}) == len(specs)
 
 
+COMPARISONS = sorted(EXPECTED | {"cif-toy", "cif-toy-quick", "e7-padding"})
+
+
+@pytest.mark.parametrize("name", COMPARISONS)
+def test_every_catalog_comparison_runs_three_paired_seeds(name: str) -> None:
+    """≥ 3 seeds per configuration, and the same seeds for every configuration (one data stream per seed)."""
+    specs = expand(load_pipeline(catalog_path(name)))
+    seeds: dict[str, set[int]] = {}
+    for spec in specs:
+        seeds.setdefault(spec.config_hash, set()).add(spec.seed)
+    assert all(len(s) >= 3 for s in seeds.values())
+    assert len({frozenset(s) for s in seeds.values()}) == 1
+
+
 def test_catalog_name_loads_without_a_path() -> None:
     assert load_pipeline("e2-toy-quick").name == "e2-toy-quick"
     assert pipeline_path("e2-toy-quick") == catalog_path("e2-toy-quick")
@@ -54,7 +68,7 @@ def test_catalog_name_loads_without_a_path() -> None:
 
 def test_e2_toy_follows_the_paper_protocol() -> None:
     specs = expand(load_pipeline(catalog_path("e2-toy")))
-    assert len(specs) == 8 * 4
+    assert len(specs) == 8 * 4 * 3
     assert {s.config["dataset"]["name"] for s in specs} == TABLE_1_SETS
     assert {s.config["model"]["family"] for s in specs} == {"nice", "realnvp", "glow", "maf"}
     for spec in specs:
@@ -66,7 +80,8 @@ def test_e2_toy_follows_the_paper_protocol() -> None:
         assert cfg["train"]["optimizer"] == "adam"
         assert cfg["dataset"]["test_samples"] == 10000
         assert cfg["eval"]["exact"] is True
-        assert cfg["eval"]["best_metric"] == "nats"
+        assert cfg["eval"]["best_metric"] == "nats" and cfg["eval"]["average_last"] == 20
+        assert cfg["dataset"]["validation_samples"] == 10000
         assert cfg["estimator"]["kind"] == "exact"
     realnvp = next(s for s in specs if s.config["model"]["family"] == "realnvp")
     assert realnvp.config["model"]["couplings"] == 8
@@ -75,13 +90,13 @@ def test_e2_toy_follows_the_paper_protocol() -> None:
 
 def test_e2_toy_quick_is_small() -> None:
     specs = expand(load_pipeline(catalog_path("e2-toy-quick")))
-    assert len(specs) == 3 * 4
+    assert len(specs) == 3 * 4 * 3
     assert {s.config["dataset"]["name"] for s in specs} == {"8gaussians", "checkerboard", "moons"}
     assert {s.config["model"]["family"] for s in specs} == {"nice", "realnvp", "maf", "glow"}
     for spec in specs:
         assert spec.config["train"]["steps"] <= 2500
         assert spec.config["train"]["batch_size"] == 256
-        assert spec.config["train"]["eval_every"] == 250
+        assert spec.config["train"]["eval_every"] == 200
         assert spec.config["dataset"]["test_samples"] == 2000
         assert max(spec.config["model"]["hidden"]) <= 64
 
@@ -90,25 +105,27 @@ def test_digits_pipelines() -> None:
     full = expand(load_pipeline(catalog_path("digits")))
     quick = expand(load_pipeline(catalog_path("digits-quick")))
     for specs, steps in ((full, 20000), (quick, 300)):
-        assert [s.config["model"]["family"] for s in specs] == ["realnvp", "glow"]
+        assert [s.config["model"]["family"] for s in specs] == ["realnvp"] * 3 + ["glow"] * 3
         for spec in specs:
             assert spec.config["dataset"] == {
                 "name": "digits",
                 "test_samples": 10000,
+                "validation_samples": None,  # 10 % of the training images
                 "train_subset": None,
                 "n_bins": 17,
             }
+            assert spec.config["eval"]["average_last"] == 0
             assert spec.config["train"]["steps"] == steps
             assert spec.config["train"]["batch_size"] == 64
             assert spec.config["eval"]["best_metric"] == "bpd"
-    assert full[1].config["model"]["depth"] == 32  # Glow's published K
-    assert quick[1].config["model"]["depth"] == 4  # Glow's small preset
+    assert full[3].config["model"]["depth"] == 32  # Glow's published K
+    assert quick[3].config["model"]["depth"] == 4  # Glow's small preset
     assert all(s.config["train"]["eval_every"] == 100 for s in quick)
 
 
 def test_e2_monotone_follows_the_paper_protocol() -> None:
     specs = expand(load_pipeline(catalog_path("e2-monotone")))
-    assert len(specs) == 8 * 2
+    assert len(specs) == 8 * 2 * 3
     assert {s.config["dataset"]["name"] for s in specs} == TABLE_1_SETS
     for spec in specs:
         cfg = spec.config
@@ -132,7 +149,7 @@ def test_e2_monotone_follows_the_paper_protocol() -> None:
 
 def test_e2_monotone_quick_is_small() -> None:
     specs = expand(load_pipeline(catalog_path("e2-monotone-quick")))
-    assert len(specs) == 3 * 2
+    assert len(specs) == 3 * 2 * 3
     assert {s.config["model"]["family"] for s in specs} == {"idensenet", "monotone"}
     for spec in specs:
         cfg = spec.config
@@ -143,7 +160,7 @@ def test_e2_monotone_quick_is_small() -> None:
 
 def test_e4_estimators_pipeline() -> None:
     specs = expand(load_pipeline(catalog_path("e4-estimators")))
-    assert [s.config["model"]["family"] for s in specs] == ["iresnet", "resflow", "monotone"]
+    assert [s.config["model"]["family"] for s in specs] == ["iresnet"] * 3 + ["resflow"] * 3 + ["monotone"] * 3
     for spec in specs:
         cfg = spec.config
         assert cfg["analysis"] == {
@@ -159,7 +176,7 @@ def test_e4_estimators_pipeline() -> None:
 
 def test_e1_fit1d_pipeline() -> None:
     specs = expand(load_pipeline(catalog_path("e1-fit1d")))
-    assert len(specs) == len(ONED_TARGETS) * len(FIT1D_VARIANTS)
+    assert len(specs) == len(ONED_TARGETS) * len(FIT1D_VARIANTS) * 3
     pairs = {(s.config["analysis"]["target"], s.config["analysis"]["variant"]) for s in specs}
     assert pairs == {(t, v) for t in ONED_TARGETS for v in FIT1D_VARIANTS}
     for spec in specs:

@@ -186,7 +186,7 @@ def test_sampling_gradients_and_state_dict(shape: tuple[int, ...]) -> None:
 
 def test_exact_is_refused() -> None:
     flow = F.build("cif", (2,), base="nice", preset="small")
-    assert flow.has_exact_log_prob is False and flow.logdet_kind == "biased"
+    assert flow.has_exact_log_prob is False and flow.likelihood_kind() == "bound"
     x = torch.randn(3, 2)
     with pytest.raises(NoExactLikelihoodError, match=r"cif: exact=True is not available") as info:
         flow.log_prob(x, exact=True)
@@ -254,18 +254,25 @@ def test_two_gaussians_target() -> None:
     assert abs(-log_pdf.mean().item() - (1 + math.log(2 * math.pi * 0.25) + math.log(2))) < 0.03
 
 
-def test_catalog_cif_toy_pipeline() -> None:
+def test_catalog_cif_toy_pipelines() -> None:
+    """cif-toy: the reference's 2-D setting (a Residual Flow base of 10 blocks [128]*4, CIF nets (10, 10), u of 1,
+    100 test importance samples, batch 1000); cif-toy-quick: the same parts around the small Residual Flow."""
     from nflab.pipelines import catalog_path, expand, load_pipeline
 
-    specs = expand(load_pipeline(catalog_path("cif-toy")))
-    families = {s.config["model"]["family"] for s in specs}
-    assert families == {"cif", "realnvp"}
-    assert {s.config["dataset"]["name"] for s in specs} >= {"2gaussians", "8gaussians", "rings"}
-    for spec in specs:
-        assert spec.config["eval"]["exact"] is False and spec.config["train"]["steps"] <= 5000
-        model = spec.config["model"]
-        if model["family"] == "cif":
-            assert model["base"] == "realnvp"
-    cif = next(s.config["model"] for s in specs if s.config["model"]["family"] == "cif")
-    plain = next(s.config["model"] for s in specs if s.config["model"]["family"] == "realnvp")
-    assert {k: cif[k] for k in plain if k != "family"} == {k: v for k, v in plain.items() if k != "family"}
+    for name, blocks, hidden in (("cif-toy", [10], [128, 128, 128, 128]), ("cif-toy-quick", [4], [32, 32])):
+        specs = expand(load_pipeline(catalog_path(name)))
+        assert {s.config["model"]["family"] for s in specs} == {"cif", "resflow"}
+        assert {s.config["dataset"]["name"] for s in specs} == {"2gaussians", "8gaussians", "rings"}
+        cif = next(s.config["model"] for s in specs if s.config["model"]["family"] == "cif")
+        plain = next(s.config["model"] for s in specs if s.config["model"]["family"] == "resflow")
+        assert cif["base"] == "resflow" and cif["u_dim"] == 1 and cif["num_importance_samples"] is None
+        assert cif["train_importance_samples"] == 1
+        assert {k: cif[k] for k in plain if k != "family"} == {k: v for k, v in plain.items() if k != "family"}
+        assert plain["blocks"] == blocks and plain["hidden"] == hidden and plain["coeff"] == 0.9
+        assert plain["estimator"] == "roulette" and plain["geom_p"] == 0.5 and plain["n_exact_terms"] == 2
+        for spec in specs:
+            assert spec.config["eval"]["exact"] == "auto" and spec.config["dataset"]["validation_samples"] == 1000
+    flow = F.build("cif", (2,), **{k: v for k, v in cif.items() if k != "family" and v is not None})
+    assert flow.eval().importance_samples == (100,) and flow.likelihood_kind(exact=True) == "bound"
+    full = expand(load_pipeline(catalog_path("cif-toy")))
+    assert all(s.config["train"]["batch_size"] == 1000 for s in full)

@@ -23,6 +23,7 @@ from nflab.flows.analysis import estimator_bias_variance
 from .. import checkpoint as ckpt
 from ..datasource import DataSource
 from ..plots import _save as save_png
+from ..plots import describe_model
 from ..seeding import make_generator
 from ..tracking import Tracker
 from ..train import Progress, RunFailure, TrainState, build_model, section
@@ -51,26 +52,45 @@ def trained_model(spec: Mapping[str, Any], run_dir: Path, shape: tuple[int, ...]
     return model
 
 
+def _band(ax: Any, n: np.ndarray, centre: np.ndarray, half_width: np.ndarray, colour: str) -> None:
+    """A shaded ±1 standard-error band (floored at ``TINY`` for the log axis)."""
+    ax.fill_between(
+        n, np.maximum(centre - half_width, TINY), np.maximum(centre + half_width, TINY), color=colour, alpha=0.2
+    )
+
+
 def bias_figure(report: Mapping[str, Any], path: Path, *, title: str = "") -> Path:
-    """Two log-y panels against the number of terms n: |bias| (left) and std (right) of both estimators."""
+    """Two log-y panels against the number of terms n, in nats of the whole-flow log-det: |bias| (left) and the
+    per-point std (right) of both estimators, with ±1 standard-error bands of the Monte-Carlo estimates (bias: the
+    s.e. of the mean error; std: std/√(2(R − 1)) for R draws per point)."""
     n = np.asarray(report["terms"])
     trunc, roul = report["truncated"], report["roulette"]
-    fig = Figure(figsize=(10, 4))
+    repeats = int(report.get("repeats") or 2)
+    std_se = 1.0 / np.sqrt(2.0 * max(repeats - 1, 1))
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
     ax_bias, ax_std = fig.subplots(1, 2)
-    ax_bias.semilogy(n, np.maximum(trunc["expected_abs_bias"], TINY), "o-", label="truncated: exact E|bias|")
-    ax_bias.semilogy(n, np.maximum(trunc["abs_bias"], TINY), "s--", label="truncated: |mean error| (MC)")
-    ax_bias.semilogy(n, np.maximum(roul["abs_bias"], TINY), "^-", label="roulette: |mean error| (MC)")
-    ax_bias.semilogy(n, np.maximum(roul["bias_se"], TINY), ":", color="gray", label="roulette: 1 s.e.")
-    ax_bias.set_title("bias vs exact log-det")
-    ax_std.semilogy(n, np.maximum(trunc["std"], TINY), "o-", label="truncated")
-    ax_std.semilogy(n, np.maximum(roul["std"], TINY), "^-", label="roulette (n exact terms)")
-    ax_std.set_title("std over probe draws")
+    ax_bias.semilogy(
+        n, np.maximum(trunc["expected_abs_bias"], TINY), "o-", color="C0", label="truncated: exact E|bias|"
+    )
+    for est, marker, colour, label in ((trunc, "s--", "C1", "truncated"), (roul, "^-", "C2", "roulette")):
+        abs_bias, se = np.asarray(est["abs_bias"]), np.asarray(est["bias_se"])
+        ax_bias.semilogy(
+            n, np.maximum(abs_bias, TINY), marker, color=colour, label=f"{label}: |mean error| (MC) ± 1 s.e."
+        )
+        _band(ax_bias, n, abs_bias, se, colour)
+        std = np.asarray(est["std"])
+        ax_std.semilogy(n, np.maximum(std, TINY), marker, color=colour, label=f"{label} ± 1 s.e.")
+        _band(ax_std, n, std, std * std_se, colour)
+    ax_bias.set_title("bias against the exact log-det", fontsize=10)
+    ax_bias.set_ylabel("|bias| of log|det ∂f/∂x| (nats)")
+    ax_std.set_title(f"std over probe draws ({repeats} per point, {report.get('points', '?')} points)", fontsize=10)
+    ax_std.set_ylabel("std of the estimate (nats)")
     for ax in (ax_bias, ax_std):
-        ax.set_xlabel("number of series terms n")
+        ax.set_xlabel("number of series terms n (roulette: exact terms)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return save_png(fig, path)
 
 
@@ -107,7 +127,12 @@ def run_estimator_bias(
     folder = analysis_dir(run_dir)
     files = [
         write_json(folder / "estimator_bias.json", report),
-        bias_figure(report, folder / "estimator_bias.png", title=f"{family} on {data.name}: log-det estimators"),
+        bias_figure(
+            report,
+            folder / "estimator_bias.png",
+            title=f"{describe_model(section(spec, 'model'))} on {data.name}: log-det estimators "
+            f"after {state.step} steps (selected checkpoint)",
+        ),
     ]
     log_files(tracker, files)
     return AnalysisOutcome(artifacts=files)

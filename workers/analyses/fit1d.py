@@ -2,10 +2,13 @@
 
 Replaces density training for the run. Per step: fresh x ~ U(domain) (``train.batch_size``, the run's data
 generator), loss = MSE(f(x), target(x)), Adam (``train`` options: lr, betas, weight decay, warm-up, clipping), then
-the Lipschitz hooks (power iterations). Every ``train.eval_every`` steps and at the end: the MSE on
-``analysis.grid`` evenly spaced points of the domain. Records ``train_mse`` / ``test_mse`` per step,
-``best_mse`` / ``final_mse``, result rows with metric ``mse`` (split test, kinds best and final, budget
-``grid-<points>``), and writes ``fit1d.json`` (errors, history, the fit on the grid) and ``fit1d.png``.
+the Lipschitz hooks (power iterations). Every ``train.eval_every`` steps and at the end: the MSE on a validation
+sample (``analysis.grid`` points of U(domain) drawn once from the run's ``validation`` stream), which selects the
+reported weights, and on the test grid (``analysis.grid`` evenly spaced points of the domain), which only reports.
+Records ``train_mse`` / ``val_mse`` / ``test_mse`` per step, ``best_mse`` (the grid MSE of the weights with the
+best validation MSE) / ``final_mse``, result rows with metric ``mse`` (splits test and validation, kinds best
+(rule ``val-best``) and final, budget ``grid-<points>``), and writes ``fit1d.json`` (errors, history, the fit of the
+selected weights on the grid) and ``fit1d.png``.
 Solves use the fixed-point defaults (1e−6 forward, 1e−9 backward) in float64 and a 1e−6 backward tolerance in
 float32. No checkpoints: a retried run starts again (a few thousand 1-D steps).
 """
@@ -59,23 +62,26 @@ def _slopes(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
 
 @dataclass
 class FitHistory:
-    """Grid MSE at every evaluation, the best one, and the fit on the grid at the last evaluation."""
+    """Validation and grid MSE at every evaluation, the selected (best validation) one with its weights and fit."""
 
     evaluations: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] | None = None
+    best_weights: dict[str, torch.Tensor] | None = None
     fit: torch.Tensor | None = None
 
-    def add(self, step: int, mse: float, fit: torch.Tensor) -> None:
-        self.evaluations.append({"step": step, "mse": mse})
-        self.fit = fit
-        if self.best is None or mse < self.best["mse"]:
-            self.best = {"step": step, "mse": mse}
+    def add(self, step: int, val_mse: float, mse: float, fit: torch.Tensor, model: torch.nn.Module) -> None:
+        self.evaluations.append({"step": step, "val_mse": val_mse, "mse": mse})
+        if self.best is None or val_mse < self.best["val_mse"]:
+            self.best = {"step": step, "val_mse": val_mse, "mse": mse}
+            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.fit = fit
 
 
 def train_fit(
     model: torch.nn.Module,
     target: str,
     grid: tuple[torch.Tensor, torch.Tensor],
+    validation: tuple[torch.Tensor, torch.Tensor],
     tcfg: Mapping[str, Any],
     *,
     seed: int,
@@ -110,9 +116,10 @@ def train_fit(
         state.step = step
         metrics: dict[str, Any] = {"train_mse": loss_value, "lr": lr, "grad_norm": grad_norm}
         if step % eval_every == 0 or step == total:
+            val_mse = float(((predict(model, validation[0]) - validation[1]) ** 2).mean())
             fit = predict(model, grid_x)
-            history.add(step, float(((fit - grid_y) ** 2).mean()), fit)
-            metrics["test_mse"] = history.evaluations[-1]["mse"]
+            history.add(step, val_mse, float(((fit - grid_y) ** 2).mean()), fit, model)
+            metrics.update({"val_mse": val_mse, "test_mse": history.evaluations[-1]["mse"]})
         if step % log_every == 0 or step == total or "test_mse" in metrics:
             tracker.log_metrics(metrics, step)
             if progress is not None and (step % log_every == 0 or step == total):
@@ -150,10 +157,12 @@ def run_fit1d(
     variant, target = str(options["variant"]), str(options["target"])
     model = build_fit1d(variant, solver=solver, **{k: options[k] for k in MODEL_OPTIONS}).to(dtype=dtype)
     grid_x, grid_y = sample_1d(target, int(options["grid"]), linspace=True, dtype=dtype)
+    validation = sample_1d(target, int(options["grid"]), generator=make_generator(seed, "validation"), dtype=dtype)
     history = train_fit(
         model,
         target,
         (grid_x, grid_y),
+        validation,
         tcfg,
         seed=seed,
         tracker=tracker,
@@ -162,12 +171,24 @@ def run_fit1d(
         progress=progress,
     )
     best, final, fit = history.best, history.evaluations[-1], history.fit
-    assert best is not None and fit is not None  # the last step always evaluates
+    assert best is not None and fit is not None and history.best_weights is not None  # the last step evaluates
+    model.load_state_dict(history.best_weights)  # what the report and the figure show: the selected weights
     tracker.log_metrics({"best_mse": best["mse"], "final_mse": final["mse"]}, state.step)
-    budget = f"grid-{int(options['grid'])}"
+    budget, points = f"grid-{int(options['grid'])}", int(options["grid"])
     rows = [
-        {"split": "test", "metric": "mse", "value": ev["mse"], "budget": budget, "step": int(ev["step"]), "kind": kind}
-        for kind, ev in (("best", best), ("final", final))
+        {
+            "split": split,
+            "metric": "mse",
+            "value": ev[key],
+            "budget": budget,
+            "step": int(ev["step"]),
+            "kind": kind,
+            "selection": selection,
+            "quantity": "exact",
+            "n_samples": points,
+        }
+        for kind, selection, ev in (("best", "val-best", best), ("final", "final", final))
+        for split, key in (("test", "mse"), ("validation", "val_mse"))
     ]
     label = VARIANT_LABELS[variant]
     report = {
@@ -178,6 +199,8 @@ def run_fit1d(
         "grid_points": int(options["grid"]),
         "best_mse": best["mse"],
         "best_step": best["step"],
+        "best_val_mse": best["val_mse"],
+        "selection": "val-best: the weights with the lowest validation MSE; the grid MSE only reports",
         "final_mse": final["mse"],
         "history": history.evaluations,
         "fit_slope_range": list(_slopes(grid_x, fit)),
@@ -191,7 +214,7 @@ def run_fit1d(
         },
     }
     folder = analysis_dir(run_dir)
-    title = f"{label} on {target}: grid MSE {final['mse']:.3g} ({state.step} steps)"
+    title = f"{label} on {target}: grid MSE {best['mse']:.3g} at step {best['step']} (val-best of {state.step} steps)"
     files = [
         write_json(folder / "fit1d.json", report),
         fit_figure(grid_x, grid_y, fit, folder / "fit1d.png", title=title),
