@@ -1,8 +1,13 @@
 """The family registry: ``available()``, ``options(name)`` and ``build(name, shape, **config)``.
 
-Each family registers a config dataclass whose defaults are the published ones, optional named presets
-(smaller, explicit), and a builder ``(shape, config) -> Transform`` (or a ready ``Flow``). Options are
-type-checked here so that every front end (Python, YAML pipelines, the CLI) reports the same one-line error.
+Each family registers a config dataclass of declared options (``nflab.flows.options``: type, default, range, doc,
+search range) whose defaults are the published vector (toy) ones, named presets (complete option sets by
+override: ``cifar10``, ``digits``, ``small``), the preset that holds the published defaults of each other kind of
+data (``by_data={"images": "cifar10"}``), and a builder ``(shape, config) -> Transform`` (or a ready ``Flow``).
+A config is resolved once, for the kind of data: field defaults ← the kind's preset ← the named ``preset`` ← the
+options given, every value checked against its declaration, so that every front end (Python, YAML pipelines, the
+CLI) reports the same one-line :class:`ConfigError`. A resolved config holds no ``None`` placeholder: it is what
+the builder uses.
 
 Two kinds of options join a family's own:
 
@@ -22,33 +27,30 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import types
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# After ConfigError: the wrappers import layers, and modules reached from there may import ConfigError from here.
+from .augment import AUGMENT_OPTIONS, AugmentConfig, augment_flow, augment_part, padded_shape
 from .flow import Flow
+from .options import ConfigError, OptionSpec, check_value, describe_type, specs_of  # noqa: F401 (re-exported)
 from .transform import Transform
 
-
-class ConfigError(ValueError):
-    """A bad model option: names the option, the value and what is allowed."""
-
-    def __init__(self, path: str, value: Any, allowed: str) -> None:
-        self.path, self.value, self.allowed = path, value, allowed
-        super().__init__(f"{path}: {value!r} is not {allowed}")
-
-
-# After ConfigError: the wrappers import layers, and modules reached from there may import ConfigError from here.
-from .augment import AUGMENT_OPTIONS, AugmentConfig, augment_flow, augment_part, padded_shape  # noqa: E402
-
 Builder = Callable[[tuple[int, ...], Any], "Transform | Flow"]
+DATA_KINDS = ("vectors", "images")
 
 
 @dataclass(frozen=True)
 class Family:
+    """A registered family: its options (``config_cls``), named presets, the preset chosen by the kind of data, the
+    builder and what the rest of the system needs to know about it.
+
+    ``by_data``: ``{"images": "cifar10"}`` — the preset that holds the published defaults for that kind of data (the
+    field defaults are the published vector/toy ones). ``tf32_off``: its numerics need full float32 matmuls on GPU
+    (fixed-point solves of implicit and monotone blocks).
+    """
+
     name: str
     config_cls: type
     builder: Builder
@@ -56,6 +58,8 @@ class Family:
     summary: str = ""
     wraps_base: bool = False
     default_base: str | None = None
+    by_data: dict[str, str] = field(default_factory=dict)
+    tf32_off: bool = False
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -69,17 +73,29 @@ def register(
     summary: str = "",
     wraps_base: bool = False,
     default_base: str | None = None,
+    by_data: dict[str, str] | None = None,
+    tf32_off: bool = False,
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering a family builder under ``name``.
+    """Decorator registering a family builder under ``name`` (see :class:`Family`).
 
     ``wraps_base=True``: the family wraps the family named by its ``base`` option (``default_base`` when unset).
     """
-    clash = sorted({f.name for f in dataclasses.fields(config_cls)} & set(AUGMENT_OPTIONS))
+    own = set(specs_of(config_cls))
+    clash = sorted(own & set(AUGMENT_OPTIONS))
     if clash:
         raise TypeError(f"family {name}: options {clash} clash with the common augmentation options")
+    presets = {k: dict(v) for k, v in (presets or {}).items()}
+    for preset, values in presets.items():
+        if set(values) - own:
+            raise TypeError(f"family {name}: preset {preset} sets unknown options {sorted(set(values) - own)}")
+    for kind, preset in (by_data or {}).items():
+        if kind not in DATA_KINDS or preset not in presets:
+            raise TypeError(f"family {name}: by_data {kind}={preset} names no kind of data or preset")
 
     def wrap(builder: Builder) -> Builder:
-        _FAMILIES[name] = Family(name, config_cls, builder, dict(presets or {}), summary, wraps_base, default_base)
+        _FAMILIES[name] = Family(
+            name, config_cls, builder, presets, summary, wraps_base, default_base, dict(by_data or {}), tf32_off
+        )
         return builder
 
     return wrap
@@ -92,7 +108,7 @@ def available() -> list[str]:
 
 def family(name: str) -> Family:
     if name not in _FAMILIES:
-        raise ConfigError("family", name, f"one of: {', '.join(available())}")
+        raise ConfigError(("family",), name, f"one of: {', '.join(available())}")
     return _FAMILIES[name]
 
 
@@ -101,112 +117,50 @@ def base_families() -> list[str]:
     return [name for name, fam in _FAMILIES.items() if not fam.wraps_base]
 
 
-@dataclass(frozen=True)
-class OptionSpec:
-    name: str
-    annotation: Any
-    default: Any
-    doc: str
-    applies: str | None = None  # "images" / "vectors": meaningful for that kind of data only; None: for both
-
-    @property
-    def allowed(self) -> str:
-        return describe_type(self.annotation)
-
-
-def _field_specs(config_cls: type) -> dict[str, OptionSpec]:
-    hints = typing.get_type_hints(config_cls)
-    return {
-        f.name: OptionSpec(f.name, hints[f.name], f.default, f.metadata.get("doc", ""), f.metadata.get("applies"))
-        for f in dataclasses.fields(config_cls)
-    }
-
-
 def options(name: str, *, base: str | None = None) -> dict[str, OptionSpec]:
-    """The options of a family with their types, defaults and one-line descriptions: its own, ``preset``, then the
-    augmentation options every family accepts. For a wrapping family, ``base`` adds that base family's options."""
+    """The options of a family with their types, defaults, ranges and docs: its own, ``preset``, then the augmentation
+    options every family accepts. For a wrapping family, ``base`` adds that base family's options."""
     fam = family(name)
-    specs = _field_specs(fam.config_cls)
+    specs = specs_of(fam.config_cls)
     presets = list(fam.presets)
     if fam.wraps_base and base is not None:
         base_fam = _base_family(fam, base)
-        specs.update({k: v for k, v in _field_specs(base_fam.config_cls).items() if k not in specs})
+        specs.update({k: v for k, v in specs_of(base_fam.config_cls).items() if k not in specs})
         presets += [p for p in base_fam.presets if p not in presets]
     if presets:
-        specs["preset"] = OptionSpec("preset", Literal[tuple(presets)], None, "a named smaller configuration")
-    specs.update(_field_specs(AugmentConfig))
+        doc = "a named configuration (" + "; ".join(_preset_doc(fam, p) for p in presets) + ")"
+        specs["preset"] = OptionSpec("preset", Literal[tuple(presets)] | None, None, doc)
+    specs.update(specs_of(AugmentConfig))
     return specs
 
 
-def describe_type(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return "one of: " + ", ".join(str(a) for a in typing.get_args(annotation))
-    if origin in (types.UnionType, typing.Union):
-        return " or ".join(describe_type(a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return "null"
-    if origin is tuple:
-        return f"a list of {describe_type(typing.get_args(annotation)[0])}s"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(annotation, str(annotation))
+def _preset_doc(fam: Family, preset: str) -> str:
+    chosen = [kind for kind, p in fam.by_data.items() if p == preset]
+    return f"{preset}: the default for {', '.join(chosen)}" if chosen else preset
 
 
-def coerce_value(path: str, annotation: Any, value: Any) -> Any:
-    """Check ``value`` against ``annotation`` (int, float, bool, str, Literal, tuple[int, ...], unions)."""
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        if any(value == a and type(value) is type(a) for a in typing.get_args(annotation)):
-            return value
-        raise ConfigError(path, value, describe_type(annotation))
-    if origin in (types.UnionType, typing.Union):
-        for arg in typing.get_args(annotation):
-            try:
-                return coerce_value(path, arg, value)
-            except ConfigError:
-                continue
-        raise ConfigError(path, value, describe_type(annotation))
-    if annotation is type(None):
-        if value is None:
-            return None
-        raise ConfigError(path, value, "null")
-    if origin is tuple:
-        item = typing.get_args(annotation)[0]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(path, value, describe_type(annotation))
-        return tuple(coerce_value(f"{path}[{i}]", item, v) for i, v in enumerate(value))
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(path, value, "a finite number")
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - a family declared an unsupported option type
-        raise TypeError(f"unsupported option type {annotation!r} for {path}")
-    raise ConfigError(path, value, describe_type(annotation))
+def data_kind(shape: Sequence[int] | None) -> str:
+    """``images`` for (c, h, w) samples, ``vectors`` for (d,) (and when the shape is not known)."""
+    return "images" if shape is not None and len(shape) == 3 else "vectors"
 
 
-def _checked(name: str, config_cls: type, values: dict[str, Any]) -> Any:
-    """``config_cls(**values)`` with every value type-checked under the path ``name.option``."""
-    specs = _field_specs(config_cls)
-    return config_cls(**{k: coerce_value(f"{name}.{k}", specs[k].annotation, v) for k, v in values.items()})
-
-
-def _family_part(fam: Family, preset: str | None, given: dict[str, Any]) -> Any:
-    """A family's own config: defaults ← its preset (if it defines ``preset``) ← given, then ``validate()``."""
-    values = dict(fam.presets.get(preset, {})) if preset is not None else {}
+def _family_part(fam: Family, kind: str, preset: str | None, given: dict[str, Any]) -> Any:
+    """A family's own config: field defaults ← its preset for ``kind`` ← the named preset ← given, all checked."""
+    specs = specs_of(fam.config_cls)
+    values: dict[str, Any] = {}
+    if kind in fam.by_data:
+        values.update(fam.presets[fam.by_data[kind]])
+    if preset is not None and preset in fam.presets:
+        values.update(fam.presets[preset])
     values.update(given)
-    cfg = _checked(fam.name, fam.config_cls, values)
-    validate = getattr(cfg, "validate", None)
-    if validate is not None:
-        validate()
+    try:
+        checked = {k: check_value((k,), specs[k].annotation, v, specs[k].bounds) for k, v in values.items()}
+        cfg = fam.config_cls(**checked)
+        validate = getattr(cfg, "validate", None)
+        if validate is not None:
+            validate()
+    except ConfigError as exc:
+        raise exc.within(fam.name) from None
     return cfg
 
 
@@ -214,92 +168,114 @@ def _check_preset(name: str, preset: Any, allowed: list[str]) -> None:
     if preset is None:
         return
     if not allowed:
-        raise ConfigError(f"{name}.preset", preset, f"available: {name} has no presets")
-    coerce_value(f"{name}.preset", Literal[tuple(allowed)], preset)
+        raise ConfigError(("preset",), preset, f"available: {name} has no presets", family=name)
+    check_value(("preset",), Literal[tuple(allowed)], preset)
 
 
 def _unknown(name: str, key: str, where: str, allowed: dict[str, OptionSpec]) -> ConfigError:
-    return ConfigError(f"{name}.{key}", key, f"an option of {where}; allowed: {', '.join(allowed)}")
+    return ConfigError((key,), key, f"an option of {where}; allowed: {', '.join(allowed)}", family=name)
 
 
 def _base_family(fam: Family, base: Any, *, defaulted: bool = False) -> Family:
     allowed = [b for b in base_families() if b != fam.name]
     if not isinstance(base, str) or base not in allowed:
         note = f" (the default base of {fam.name}, which is not registered: choose one)" if defaulted else ""
-        raise ConfigError(f"{fam.name}.base", base, f"one of: {', '.join(allowed)}{note}")
+        raise ConfigError(("base",), base, f"one of: {', '.join(allowed)}{note}", family=fam.name)
     return _FAMILIES[base]
 
 
-def _wrapping_parts(fam: Family, preset: Any, config: dict[str, Any]) -> list[Any]:
+def _wrapping_parts(fam: Family, kind: str, preset: Any, config: dict[str, Any]) -> list[Any]:
     """[wrapper config, base config] of a wrapping family; options not the wrapper's go to the base."""
     base = config.pop("base", None)
     base_fam = _base_family(fam, base if base is not None else fam.default_base, defaulted=base is None)
-    own_names = {f.name for f in dataclasses.fields(fam.config_cls)}
-    base_names = {f.name for f in dataclasses.fields(base_fam.config_cls)}
+    own_names = set(specs_of(fam.config_cls))
+    base_names = set(specs_of(base_fam.config_cls))
     if own_names & base_names:  # pragma: no cover - a programming error of the two families
         raise TypeError(f"{fam.name} and {base_fam.name} share option names {sorted(own_names & base_names)}")
     specs = options(fam.name, base=base_fam.name)
-    _check_preset(fam.name, preset, [*fam.presets, *(p for p in base_fam.presets if p not in fam.presets)])
+    try:
+        _check_preset(fam.name, preset, [*fam.presets, *(p for p in base_fam.presets if p not in fam.presets)])
+    except ConfigError as exc:
+        raise exc.within(fam.name) from None
     for key in config:
         if key not in own_names and key not in base_names:
             raise _unknown(fam.name, key, f"{fam.name} or of its base {base_fam.name}", specs)
     own = {k: v for k, v in config.items() if k in own_names}
     base_given = {k: v for k, v in config.items() if k in base_names}
     return [
-        _family_part(fam, preset, {**own, "base": base_fam.name}),
-        _family_part(base_fam, preset, base_given),
+        _family_part(fam, kind, preset, {**own, "base": base_fam.name}),
+        _family_part(base_fam, kind, preset, base_given),
     ]
 
 
-def _augment_part(name: str, given: dict[str, Any]) -> AugmentConfig:
-    cfg = _checked(name, AugmentConfig, given)
-    for key, value, allowed in cfg.violations():
-        raise ConfigError(f"{name}.{key}", value, allowed)
-    return cfg.normalized()
+def _augment_part(name: str, kind: str, given: dict[str, Any]) -> AugmentConfig:
+    specs = specs_of(AugmentConfig)
+    try:
+        checked = {k: check_value((k,), specs[k].annotation, v, specs[k].bounds) for k, v in given.items()}
+    except ConfigError as exc:
+        raise exc.within(name) from None
+    return AugmentConfig(**checked).normalized(kind)
 
 
-def resolve_config(name: str, **config: Any) -> Any:
-    """Validated config dataclass for ``name``: defaults ← preset ← explicit options (see the module docstring)."""
+def resolve_config(name: str, shape: Sequence[int] | None = None, **config: Any) -> Any:
+    """The checked config dataclass of family ``name`` for samples of ``shape`` (None: vectors):
+    defaults ← the preset of that kind of data ← the named ``preset`` ← explicit options (module docstring)."""
     fam = family(name)
+    kind = data_kind(shape)
     preset = config.pop("preset", None)
     augment_given = {k: config.pop(k) for k in AUGMENT_OPTIONS if k in config}
     if fam.wraps_base:
-        parts = _wrapping_parts(fam, preset, config)
+        parts = _wrapping_parts(fam, kind, preset, config)
     else:
-        _check_preset(name, preset, list(fam.presets))
+        try:
+            _check_preset(name, preset, list(fam.presets))
+        except ConfigError as exc:
+            raise exc.within(name) from None
         specs = options(name)
         for key in config:
             if key not in specs:
                 raise _unknown(name, key, name, specs)
-        parts = [_family_part(fam, preset, config)]
-    augment = _augment_part(name, augment_given)
+        parts = [_family_part(fam, kind, preset, config)]
+    augment = _augment_part(name, kind, augment_given)
     if augment != AugmentConfig():
         parts.append(augment)
     return parts[0] if len(parts) == 1 else combine_configs(parts)
 
 
 def _same(a: Any, b: Any) -> bool:
-    norm = lambda v: tuple(norm(x) for x in v) if isinstance(v, list | tuple) else v  # noqa: E731
+    def norm(v: Any) -> Any:
+        return tuple(norm(x) for x in v) if isinstance(v, list | tuple) else v
+
     return norm(a) == norm(b)
 
 
-def preset_of(name: str, options: Mapping[str, Any]) -> str:
-    """The size class of a model config (a resolved config does not keep a preset's name: presets are shorthand):
-    the first preset whose every value the options hold once resolved (for a wrapping family, in each part that
-    defines it); ``default`` when every option any preset sets holds the published default; ``custom`` otherwise."""
-    given = {k: v for k, v in options.items() if k != "family" and v is not None}
-    options = dataclasses.asdict(resolve_config(name, **given))
+def _parts_of(fam: Family, options: Mapping[str, Any]) -> list[Family]:
+    if not fam.wraps_base:
+        return [fam]
+    return [fam, _base_family(fam, options.get("base") or fam.default_base, defaulted=not options.get("base"))]
+
+
+def preset_of(name: str, options: Mapping[str, Any], kind: str = "vectors") -> str:
+    """The size class of a resolved model config (a resolved config does not keep a preset's name: presets are
+    shorthand): the first named preset whose every value the options hold (for a wrapping family, in each part that
+    defines it); ``default`` when every option any preset sets holds its default for ``kind``; ``custom``
+    otherwise."""
     fam = family(name)
-    parts = [fam]
-    if fam.wraps_base:
-        parts.append(_base_family(fam, options.get("base") or fam.default_base, defaulted=not options.get("base")))
+    parts = _parts_of(fam, options)
     for preset in dict.fromkeys(p for part in parts for p in part.presets):
+        if any(part.by_data.get(kind) == preset for part in parts):
+            continue  # the default of this kind of data: reported as ``default``
         defined = [part.presets[preset] for part in parts if preset in part.presets]
         if all(_same(options.get(k), v) for values in defined for k, v in values.items()):
             return preset
-    sized = {k: spec.default for part in parts for k, spec in _field_specs(part.config_cls).items()
-             if any(k in values for values in part.presets.values())}  # fmt: skip
-    return "default" if all(_same(options.get(k), v) for k, v in sized.items()) else "custom"
+    for part in parts:
+        defaults = {k: spec.default for k, spec in specs_of(part.config_cls).items()}
+        if kind in part.by_data:
+            defaults.update(part.presets[part.by_data[kind]])
+        sized = {k for values in part.presets.values() for k in values}
+        if not all(_same(options.get(k), defaults[k]) for k in sized):
+            return "custom"
+    return "default"
 
 
 def combine_configs(parts: Sequence[Any]) -> Any:
@@ -332,11 +308,6 @@ def _combined_class(classes: tuple[type, ...]) -> type:
     return cls
 
 
-def data_kind(shape: Sequence[int]) -> str:
-    """``images`` for (c, h, w) samples, ``vectors`` for (d,)."""
-    return "images" if len(shape) == 3 else "vectors"
-
-
 def inapplicable(name: str, given: dict[str, Any], kind: str, *, written: bool = False) -> list[tuple[str, Any, str]]:
     """``(option, value, the data it applies to)`` for each option of ``given`` that means nothing for ``kind``
     (``images`` or ``vectors``) of data, e.g. ``glow.levels`` on 2-D points.
@@ -363,29 +334,25 @@ def inapplicable(name: str, given: dict[str, Any], kind: str, *, written: bool =
 def check_applicable(name: str, given: dict[str, Any], kind: str) -> None:
     """Refuse an option set for data it means nothing for instead of ignoring it (see :func:`inapplicable`)."""
     for key, value, applies in inapplicable(name, given, kind):
-        raise ConfigError(f"{name}.{key}", value, f"meaningful for {kind} ({key} applies to {applies} only)")
-
-
-def _same(a: Any, b: Any) -> bool:
-    def norm(v: Any) -> Any:
-        return tuple(v) if isinstance(v, list | tuple) else v
-
-    return norm(a) == norm(b)
+        raise ConfigError((key,), value, f"meaningful for {kind} ({key} applies to {applies} only)", family=name)
 
 
 def check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
     try:
         shp = tuple(int(s) for s in shape)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}.shape", shape, "a tuple of positive integers") from None
+        raise ConfigError(("shape",), shape, "a tuple of positive integers", family=name) from None
     if len(shp) not in (1, 3) or any(s <= 0 for s in shp):
-        raise ConfigError(f"{name}.shape", shape, "(d,) for vectors or (c, h, w) for images")
+        raise ConfigError(("shape",), shape, "(d,) for vectors or (c, h, w) for images", family=name)
     return shp
 
 
 def build_transform(name: str, shape: tuple[int, ...], cfg: Any) -> Transform:
     """The transform of family ``name`` on ``shape`` from a resolved config (used by wrapping families)."""
-    made = family(name).builder(shape, cfg)
+    try:
+        made = family(name).builder(shape, cfg)
+    except ConfigError as exc:
+        raise exc.within(name) from None
     if isinstance(made, Flow):
         raise TypeError(f"{name} builds a whole flow, not a transform another family can wrap")
     return made
@@ -395,10 +362,13 @@ def build(name: str, shape: Sequence[int], **config: Any) -> Flow:
     """Build a flow of family ``name`` for samples of ``shape`` ((d,) or (c, h, w)) with published defaults."""
     fam = family(name)
     shp = check_shape(name, shape)
-    cfg = resolve_config(name, **config)
+    cfg = resolve_config(name, shp, **config)
     check_applicable(name, config, data_kind(shp))
     augment = augment_part(cfg)
     inner_shape = padded_shape(shp, augment.padding)
-    made = fam.builder(inner_shape, cfg)
+    try:
+        made = fam.builder(inner_shape, cfg)
+    except ConfigError as exc:
+        raise exc.within(name) from None
     flow = made if isinstance(made, Flow) else Flow(made, inner_shape, name=name, config=cfg)
     return augment_flow(flow, shp, augment)

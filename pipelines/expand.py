@@ -17,7 +17,7 @@ from .errors import Invalid, PipelineError
 from .hashing import canonical_json, config_hash, derive_seed, sha256_hex
 from .locate import Locator, show
 from .matrix import Combo, check_matrix, combinations, flat_overrides, set_path
-from .resolve import resolve_run, unused_model_options
+from .resolve import estimator_options, resolve_run, unused_model_options
 from .schema import SECTIONS, Pipeline, RunSpec
 
 
@@ -77,8 +77,43 @@ class _UnusedOptions:
                 raise locator.error(Invalid(("model", key), problem), combo)
 
 
+class _UnusedEstimatorKeys:
+    """A key of the ``estimator`` section that no run's family declares would silently do nothing: refused."""
+
+    def __init__(self) -> None:
+        self.given: dict[str, Combo] = {}
+        self.used: set[str] = set()
+
+    def add(self, raw: dict[str, Any], config: dict[str, Any], combo: Combo) -> None:
+        section = {k: v for k, v in (raw.get("estimator") or {}).items() if v is not None}
+        for key in section:
+            self.given.setdefault(key, combo)
+        family = config["model"].get("family")
+        if family is not None and section:
+            self.used.update(estimator_options(family, raw.get("model") or {}, section))
+
+    def check(self, locator: Locator) -> None:
+        for key, combo in self.given.items():
+            if key not in self.used:
+                problem = "applies to no run of the campaign: no family here has this option (nflab models FAMILY)"
+                raise locator.error(Invalid(("estimator", key), problem), combo)
+
+
+def planned_runs(pipeline: Pipeline) -> int:
+    """How many runs the pipeline expands to (matrix product × repeats), computed without expanding it."""
+    total = pipeline.repeats
+    for values in pipeline.matrix.values():
+        total *= len(values)
+    return total
+
+
 def expand(pipeline: Pipeline) -> list[RunSpec]:
-    """All runs of the campaign in a stable order; raises :class:`PipelineError` (one line) when invalid."""
+    """All runs of the campaign in a stable order; raises :class:`PipelineError` (one line) when invalid.
+
+    A pipeline is expanded once: the runs are kept on it and every later call returns them.
+    """
+    if pipeline._runs is not None:
+        return pipeline._runs
     locator = locator_of(pipeline)
     try:
         check_matrix(pipeline.matrix)
@@ -87,10 +122,12 @@ def expand(pipeline: Pipeline) -> list[RunSpec]:
     runs: list[RunSpec] = []
     owners: dict[str, Combo] = {}
     unused = _UnusedOptions()
+    unused_estimator = _UnusedEstimatorKeys()
     for combo in combinations(pipeline.matrix):
         raw = raw_config(pipeline, combo)
         config = run_config(pipeline, combo, raw)
         unused.add(raw, config, combo)
+        unused_estimator.add(raw, config, combo)
         digest = config_hash(config)
         base_seed = config["train"]["seed"]
         for repeat in range(pipeline.repeats):
@@ -106,10 +143,12 @@ def expand(pipeline: Pipeline) -> list[RunSpec]:
                     seed=derive_seed(base_seed, repeat),
                     repeat=repeat,
                     overrides=flat_overrides(combo),
-                    config=copy.deepcopy(config),
+                    config=config if pipeline.repeats == 1 else copy.deepcopy(config),
                 )
             )
     unused.check(locator)
+    unused_estimator.check(locator)
+    pipeline._runs = runs
     return runs
 
 

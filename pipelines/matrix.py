@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -53,11 +54,12 @@ def check_matrix(matrix: dict[str, list[Any]]) -> None:
             seen.add(key)
 
 
-def combinations(matrix: dict[str, list[Any]]) -> list[Combo]:
-    """Cartesian product: axes in the matrix's order (first outermost), values in list order."""
+def combinations(matrix: dict[str, list[Any]]) -> Iterator[Combo]:
+    """Cartesian product, lazily: axes in the matrix's order (first outermost), values in list order."""
     axes = list(matrix)
     indexed = [list(enumerate(matrix[a])) for a in axes]
-    return [dict(zip(axes, picks, strict=True)) for picks in itertools.product(*indexed)]
+    for picks in itertools.product(*indexed):
+        yield dict(zip(axes, picks, strict=True))
 
 
 def set_path(raw: dict[str, Any], path: str, value: Any) -> None:

@@ -1,13 +1,19 @@
 """Resolve one run's config: validate the sections, resolve the model options, fill derived fields.
 
-The result is a plain JSON-serialisable dict (lists, not tuples) holding every option of the model's
-family, so that two configs are equal exactly when they describe the same run.
+The result is a plain JSON-serialisable dict (lists, not tuples) holding every option of the model's family —
+resolved for the run's kind of data (vectors for toy sets, images otherwise), with the pipeline's ``estimator``
+section merged into the model's options — so that two configs are equal exactly when they describe the same run.
+It is what the config hash is taken of, what the store keeps and what the worker receives.
+
+Model options repeat across the runs of a matrix (a sweep over ``train.lr`` resolves one model many times), so the
+model's resolution is cached on its canonical JSON.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import re
+import functools
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,10 +23,15 @@ from nflab.flows.data import TOY_DATASETS
 
 from .describe import from_validation_error
 from .errors import Invalid
-from .schema import RunConfig
+from .hashing import canonical_json
+from .schema import ESTIMATOR_OPTION, RunConfig
 
-_INDEX = re.compile(r"\[(\d+)\]")
 TOY_AVERAGE_LAST = 20  # the toy papers report the mean test NLL of the last 20 evaluations
+
+
+def data_kind(dataset: str | None) -> str:
+    """``vectors`` for the toy sets, ``images`` for the image sets."""
+    return "vectors" if dataset in TOY_DATASETS else "images"
 
 
 def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
@@ -30,16 +41,69 @@ def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         raise from_validation_error(exc, raw, RunConfig) from None
     config = run.model_dump(mode="json")
+    estimator = config.pop("estimator")
     if run.analysis.kind == "fit1d":
         return _regression(config)
     config["dataset"] = _dataset(config["dataset"])
-    config["model"] = resolve_model(raw.get("model") or {})
-    toy = config["dataset"]["name"] in TOY_DATASETS
+    kind = data_kind(config["dataset"]["name"])
+    config["model"] = resolve_model(raw.get("model") or {}, kind, estimator)
+    toy = kind == "vectors"
     if config["eval"]["best_metric"] is None:
         config["eval"]["best_metric"] = "nats" if toy else "bpd"
     if config["eval"]["average_last"] is None:
         config["eval"]["average_last"] = TOY_AVERAGE_LAST if toy else 0
     return config
+
+
+def estimator_options(family: str, model: dict[str, Any], estimator: dict[str, Any]) -> dict[str, str]:
+    """``{section key: model option}`` of the ``estimator`` section's keys that apply to ``family`` (it declares the
+    option) and that the model section does not set itself (the model's own option wins)."""
+    fam = flows.registry.family(family)
+    base = (model.get("base") or fam.default_base) if fam.wraps_base else None
+    specs = flows.options(family, base=base)
+    out = {}
+    for key, value in estimator.items():
+        name = ESTIMATOR_OPTION.get(key, key)
+        if value is not None and name in specs and name not in model:
+            out[key] = name
+    return out
+
+
+def resolve_model(model: dict[str, Any], kind: str = "vectors", estimator: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{family, **options}`` with every option of the family for ``kind`` of data (defaults ← the kind's preset
+    ← preset ← given ← the estimator section where the model does not set the option); lists, not tuples."""
+    return copy.deepcopy(_resolve_model(canonical_json(model), kind, canonical_json(estimator or {})))
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve_model(model_json: str, kind: str, estimator_json: str) -> dict[str, Any]:
+    import json
+
+    options, estimator = json.loads(model_json), json.loads(estimator_json)
+    family = options.pop("family", None)
+    allowed = flows.available()
+    if family is None:
+        raise Invalid(("model", "family"), "required field missing (set it here or as a matrix axis)")
+    if not isinstance(family, str) or family not in allowed:
+        raise Invalid(("model", "family"), f"{family!r} is not one of: {', '.join(allowed)}")
+    fam = flows.registry.family(family)
+    base = options.get("base") if fam.wraps_base else None
+    specs = flows.options(family, base=base if isinstance(base, str) else fam.default_base)
+    for key in options:
+        if key not in specs:
+            raise Invalid(("model", key), f"{key!r} is not an option of {family}; allowed: {', '.join(specs)}")
+    merged = estimator_options(family, options, estimator) if estimator else {}
+    from_section = {name: key for key, name in merged.items()}
+    options.update({name: estimator[key] for key, name in merged.items()})
+    try:
+        cfg = flows.resolve_config(family, (2,) if kind == "vectors" else (1, 1, 1), **options)
+    except flows.ConfigError as exc:
+        head = exc.loc[0] if exc.loc else None
+        loc = ("estimator", from_section[head], *exc.loc[1:]) if head in from_section else ("model", *exc.loc)
+        raise Invalid(loc, f"{exc.value!r} is not {exc.allowed}") from None
+    except (TypeError, ValueError) as exc:
+        raise Invalid(("model",), f"{family}: {exc}") from None
+    return {"family": family, **_jsonable(dataclasses.asdict(cfg))}
 
 
 def unused_model_options(raw: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, Any, str]]:
@@ -49,8 +113,7 @@ def unused_model_options(raw: dict[str, Any], config: dict[str, Any]) -> list[tu
     if family is None:
         return []
     written = {k: v for k, v in (raw.get("model") or {}).items() if k != "family"}
-    kind = "vectors" if config["dataset"]["name"] in TOY_DATASETS else "images"
-    return flows.registry.inapplicable(family, written, kind, written=True)
+    return flows.registry.inapplicable(family, written, data_kind(config["dataset"]["name"]), written=True)
 
 
 def _regression(config: dict[str, Any]) -> dict[str, Any]:
@@ -84,46 +147,6 @@ def _dataset(dataset: dict[str, Any]) -> dict[str, Any]:
     if validation is None and name in TOY_DATASETS:
         validation = dataset["test_samples"]
     return {**dataset, "n_bins": derived, "validation_samples": validation}
-
-
-def resolve_model(model: dict[str, Any]) -> dict[str, Any]:
-    """``{family, **options}`` with every option of the family (defaults ← preset ← given); lists not tuples."""
-    options = dict(model)
-    family = options.pop("family", None)
-    allowed = flows.available()
-    if family is None:
-        raise Invalid(("model", "family"), "required field missing (set it here or as a matrix axis)")
-    if family not in allowed:
-        raise Invalid(("model", "family"), f"{family!r} is not one of: {', '.join(allowed)}")
-    fam = flows.registry.family(family)
-    base = options.get("base") if fam.wraps_base else None
-    specs = flows.options(family, base=base if base is not None else fam.default_base)
-    for key in options:
-        if key not in specs:
-            raise Invalid(("model", key), f"{key!r} is not an option of {family}; allowed: {', '.join(specs)}")
-    try:
-        cfg = flows.resolve_config(family, **options)
-    except flows.ConfigError as exc:
-        raise Invalid(_model_loc(family, exc.path), f"{exc.value!r} is not {exc.allowed}") from None
-    except (TypeError, ValueError) as exc:
-        raise Invalid(("model",), f"{family}: {exc}") from None
-    return {"family": family, **_jsonable(dataclasses.asdict(cfg))}
-
-
-def _model_loc(family: str, path: str) -> tuple[Any, ...]:
-    """``realnvp.hidden[1]`` → ``('model', 'hidden', 1)``."""
-    if path == "family":
-        return ("model", "family")
-    path = path.removeprefix(f"{family}.")
-    head_name = path.split(".", 1)[0]
-    if "." in path and head_name in flows.available():  # a wrapped base family's option: ``realnvp.couplings``
-        path = path.split(".", 1)[1]
-    head = _INDEX.split(path)
-    loc: list[Any] = ["model"]
-    if head[0]:
-        loc += head[0].split(".")
-    loc += [int(i) for i in _INDEX.findall(path)]
-    return tuple(loc)
 
 
 def _jsonable(value: Any) -> Any:

@@ -72,21 +72,24 @@ class ModelSpec(BaseModel):
 
 
 class EstimatorSpec(Section):
-    """Log-det estimator of the residual, implicit and monotone families; every field left out (null) keeps the
-    family's published default (e.g. roulette with a geometric N for toy Residual Flows, Poisson for images).
+    """Shorthand for the log-det estimator options of every run's model: each key set here is merged into the
+    model options of the runs whose family declares it (``kind`` is the model option ``estimator``; the others have
+    the same name), before the config hash is taken; a model option set in ``model`` wins. Families with a closed-form
+    log-det have none of these options and are unaffected; a key that applies to no run of the campaign is an error.
 
-    ``kind``: ``exact`` (full Jacobian: small dimension only), ``truncated`` (``n_terms``, biased, i-ResNet) or
-    ``roulette`` (unbiased; ``n_exact_terms`` always computed, then a random number of further terms from ``dist``).
-    Evaluation uses ``eval_n_exact_terms`` exact terms. Families with a closed-form log-det ignore this section.
+    ``kind``: ``exact`` (full Jacobian: small dimension only), ``truncated`` (``n_terms``, biased, i-ResNet),
+    ``roulette`` (unbiased; ``n_exact_terms`` always computed, then a random number of further terms from ``dist``)
+    or, for FFJORD, ``hutchinson``. Evaluation uses ``eval_n_exact_terms`` exact terms. Values are checked by the
+    family (``nflab models FAMILY``).
     """
 
-    kind: Literal["exact", "truncated", "roulette"] | None = None
+    kind: Literal["exact", "truncated", "roulette", "hutchinson"] | None = None
     n_terms: PosInt | None = None
     n_exact_terms: NonNegInt | None = None
     dist: Literal["geometric", "poisson"] | None = None
     geom_p: UnitOpen | None = None
     poisson_lambda: PosFloat | None = None
-    hutchinson: Literal["gaussian", "rademacher"] | None = None
+    probe: Literal["gaussian", "rademacher"] | None = None
     n_probes: PosInt | None = None
     neumann_grad: bool | None = None
     memory_efficient: bool | None = None
@@ -192,6 +195,8 @@ class AnalysisSpec(Section):
         return {"kind": self.kind, **{name: getattr(self, name) for name in names}}
 
 
+ESTIMATOR_OPTION = {"kind": "estimator"}  # estimator section key → model option (the others: the same name)
+
 SECTIONS: dict[str, type[BaseModel]] = {
     "dataset": DatasetSpec,
     "model": ModelSpec,
@@ -224,13 +229,13 @@ class Pipeline(Section):
 
     _locator: Any = PrivateAttr(default=None)
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _runs: Any = PrivateAttr(default=None)  # the expansion (``expand``), computed once
 
 
 class RunConfig(Section):
-    """The fully resolved config of one run (what ``RunSpec.config`` holds).
-
-    Its dump lists ``analysis`` (with the options of its kind only) unless the kind is ``none``.
-    """
+    """One run's sections as validated; ``resolve_run`` turns its dump into the resolved config (``RunSpec.config``:
+    the ``estimator`` section merged into the model, ``analysis`` listed with the options of its kind only unless the
+    kind is ``none``)."""
 
     dataset: DatasetSpec
     model: dict[str, Any]

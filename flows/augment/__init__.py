@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..flow import Flow
+from ..options import option
 from .dequantization import DequantizedFlow, UniformDequantizer, VariationalDequantizer
 from .padding import (
     PaddedFlow,
@@ -27,57 +28,46 @@ from .padding import (
 from .wrapped import WrappedFlow
 
 
-def _option(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"doc": doc})
-
-
 @dataclass
 class AugmentConfig:
     """Options common to every family (its methods avoid the name ``validate``, which combined configs must
     resolve to the family's own)."""
 
-    dequantization: Literal["uniform", "variational"] = _option(
+    dequantization: Literal["uniform", "variational"] = option(
         "uniform", "discrete data: uniform (the data's own noise) or a learned q(u|k) (variational, Flow++)"
     )
-    dequantization_bins: int = _option(256, "variational: levels n of the data, k = floor(n·x) (17 for digits)")
-    dequantization_blocks: int = _option(4, "variational: conditional affine couplings in q(u|k)")
-    dequantization_hidden: tuple[int, ...] = _option((32, 32), "variational: hidden widths of q's nets")
-    dequantization_samples: int = _option(1, "variational: importance samples K of log_prob in eval mode")
-    padding: int = _option(0, "extra coordinates (vectors) or channels (images) appended for the flow")
-    padding_kind: Literal["zero", "gaussian"] = _option(
+    dequantization_bins: int = option(
+        256, "variational: levels n of the data, k = floor(n·x) (17 for digits)", ge=2, le=65536
+    )
+    dequantization_blocks: int = option(4, "variational: conditional affine couplings in q(u|k)", ge=1, le=1000)
+    dequantization_hidden: tuple[int, ...] = option((32, 32), "variational: hidden widths of q's nets", ge=1, le=65536)
+    dequantization_samples: int = option(1, "variational: importance samples K of log_prob in eval mode", ge=1)
+    padding: int = option(0, "extra coordinates (vectors) or channels (images) appended for the flow", ge=0, le=4096)
+    padding_kind: Literal["zero", "gaussian"] = option(
         "gaussian",
         "training noise: zeros (the joint density at 0) or Gaussian (the ELBO); evaluated by a bound on log p(x)",
     )
-    padding_std: float | None = _option(
-        None, "Gaussian padding σ (null: 1 for vectors; 1/8 around 1/2, truncated to (0, 1), for images)"
+    padding_std: float | None = option(
+        None, "Gaussian padding σ (null: 1 for vectors; 1/8 around 1/2, truncated to (0, 1), for images)", gt=0
     )
-    padding_samples: int | None = _option(
-        None, "importance samples K of the evaluation bound on log p(x) (null: 100 for vectors, 10 for images)"
+    padding_samples: int | None = option(
+        None, "importance samples K of the evaluation bound on log p(x) (null: 100 for vectors, 10 for images)", ge=1
     )
 
-    def violations(self) -> list[tuple[str, Any, str]]:
-        """(option, value, what is allowed) for every value out of range."""
-        found: list[tuple[str, Any, str]] = []
-        for key, low in (("dequantization_bins", 2), ("dequantization_blocks", 1), ("dequantization_samples", 1)):
-            if getattr(self, key) < low:
-                found.append((key, getattr(self, key), f"an integer >= {low}"))
-        if any(w < 1 for w in self.dequantization_hidden) or not self.dequantization_hidden:
-            found.append(("dequantization_hidden", self.dequantization_hidden, "a non-empty list of integers >= 1"))
-        if self.padding < 0:
-            found.append(("padding", self.padding, "an integer >= 0"))
-        if self.padding_std is not None and not self.padding_std > 0:
-            found.append(("padding_std", self.padding_std, "a number > 0 or null"))
-        if self.padding_samples is not None and self.padding_samples < 1:
-            found.append(("padding_samples", self.padding_samples, "an integer >= 1 or null"))
-        return found
-
-    def normalized(self) -> AugmentConfig:
-        """The same wrapping with the options that cannot matter reset to their defaults."""
+    def normalized(self, kind: str = "vectors") -> AugmentConfig:
+        """The same wrapping with the options that cannot matter reset to their defaults and the data-dependent
+        ones (``padding_std``, ``padding_samples``) set for ``kind`` (``vectors`` or ``images``) of data."""
         out = dataclasses.replace(self)
         default = AugmentConfig()
         if out.padding == 0:
             out.padding_kind, out.padding_std = default.padding_kind, default.padding_std
             out.padding_samples = default.padding_samples
+        else:
+            stand_in = (1,) if kind == "vectors" else (1, 1, 1)
+            if out.padding_std is None:
+                out.padding_std = default_padding_std(stand_in)
+            if out.padding_samples is None:
+                out.padding_samples = default_padding_samples(stand_in)
         if out.dequantization == "uniform":
             for key in ("dequantization_bins", "dequantization_blocks", "dequantization_hidden"):
                 setattr(out, key, getattr(default, key))

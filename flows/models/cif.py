@@ -28,7 +28,7 @@ from ..layers.conditional_affine import ConditionalAffine, conditioner_net
 from ..layers.gaussian_conditional import DiagonalGaussianConditional
 from ..registry import build_transform, register
 from ..transform import Compose, LogdetKind, Transform, combine_kinds
-from .common import option, require
+from .common import Search, option
 
 VECTOR_HIDDEN = (10, 10)
 IMAGE_HIDDEN = (32, 32)
@@ -43,27 +43,17 @@ class NoExactLikelihoodError(ValueError):
 @dataclass
 class CIFConfig:
     base: str | None = option(None, "the wrapped family (null: resflow, the reference's 2-D base)")
-    u_dim: int = option(1, "size of each index u: coordinates (vectors) or channels per pixel (images)")
-    cif_hidden: tuple[int, ...] | None = option(
-        None, "hidden widths of the s/t, p(u|z) and q(u|x') nets (null: (10, 10) vectors, (32, 32) images)"
+    u_dim: int = option(
+        1, "size of each index u: coordinates (vectors) or channels per pixel (images)", ge=1, le=4096,
+        search=Search(1, 4), spaces=("architecture",),
+    )  # fmt: skip
+    cif_hidden: tuple[int, ...] = option(
+        VECTOR_HIDDEN, "hidden widths of the s/t, p(u|z) and q(u|x') nets (images: (32, 32))", ge=1, le=65536
     )
-    num_importance_samples: int | None = option(None, "K of log_prob in eval mode (null: 100 vectors, 10 images)")
-    train_importance_samples: int = option(1, "K of log_prob in training mode (1: the ELBO)")
-
-    def validate(self) -> None:
-        require(self.u_dim >= 1, "cif.u_dim", self.u_dim, "an integer >= 1")
-        if self.cif_hidden is not None:
-            require(
-                all(w >= 1 for w in self.cif_hidden),
-                "cif.cif_hidden",
-                self.cif_hidden,
-                "a list of integers >= 1 or null",
-            )
-        if self.num_importance_samples is not None:
-            k = self.num_importance_samples
-            require(k >= 1, "cif.num_importance_samples", k, "an integer >= 1 or null")
-        k = self.train_importance_samples
-        require(k >= 1, "cif.train_importance_samples", k, "an integer >= 1")
+    num_importance_samples: int = option(
+        VECTOR_IMPORTANCE_SAMPLES, "K of log_prob in eval mode (images: 10)", ge=1, le=100_000
+    )
+    train_importance_samples: int = option(1, "K of log_prob in training mode (1: the ELBO)", ge=1, le=10_000)
 
 
 class ContinuouslyIndexedAffine(Transform):
@@ -227,23 +217,24 @@ class CIFFlow(Flow):
 @register(
     "cif",
     CIFConfig,
-    presets={"small": {"cif_hidden": VECTOR_HIDDEN}},
+    presets={
+        "images": {"cif_hidden": IMAGE_HIDDEN, "num_importance_samples": IMAGE_IMPORTANCE_SAMPLES},
+        "small": {"cif_hidden": VECTOR_HIDDEN},
+    },
+    by_data={"images": "images"},
     summary="continuously indexed flow around a base family (a lower bound on log p)",
     wraps_base=True,
     default_base="resflow",
 )
 def build_cif(shape: tuple[int, ...], cfg: Any) -> CIFFlow:
-    vector = len(shape) == 1
-    hidden = cfg.cif_hidden if cfg.cif_hidden is not None else (VECTOR_HIDDEN if vector else IMAGE_HIDDEN)
     base = build_transform(cfg.base, shape, cfg)
-    transform = interleave(base, lambda: ContinuouslyIndexedAffine(shape, cfg.u_dim, hidden))
+    transform = interleave(base, lambda: ContinuouslyIndexedAffine(shape, cfg.u_dim, cfg.cif_hidden))
     if not any(isinstance(t, ContinuouslyIndexedAffine) for t in transform.modules()):
         raise ValueError(f"cif.base: {cfg.base!r} has no learned transform at the data shape to index")
-    k_eval = cfg.num_importance_samples or (VECTOR_IMPORTANCE_SAMPLES if vector else IMAGE_IMPORTANCE_SAMPLES)
     return CIFFlow(
         transform,
         shape,
-        num_importance_samples=k_eval,
+        num_importance_samples=cfg.num_importance_samples,
         train_importance_samples=cfg.train_importance_samples,
         name="cif",
         config=cfg,

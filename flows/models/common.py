@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import field
 from typing import Any, Literal
 
 from ..layers import LogitTransform, Shift
-from ..registry import ConfigError
+from ..options import ConfigError, Search, option  # noqa: F401 (the declaration helpers of every family)
 from ..transform import Transform
 
 Preprocess = Literal["logit", "shift", "none"]
-
-
-def option(default: Any, doc: str) -> Any:
-    """A dataclass field with a one-line description (shown by ``nflab models``).
-
-    A description that starts with ``images:`` or ``vectors:`` and does not name the other kind declares the option
-    for that kind of data only: ``build`` refuses it when given for the other (it would be silently ignored).
-    """
-    applies = next((k for k in ("images", "vectors") if doc.startswith(f"{k}:")), None)
-    if applies is not None and f"{'vectors' if applies == 'images' else 'images'}:" in doc:
-        applies = None
-    metadata = {"doc": doc, "applies": applies}
-    if isinstance(default, list | tuple):
-        return field(default=tuple(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
 
 
 def preprocessing(kind: str, alpha: float) -> Transform | None:
@@ -36,9 +20,10 @@ def preprocessing(kind: str, alpha: float) -> Transform | None:
     return None
 
 
-def require(condition: bool, path: str, value: Any, allowed: str) -> None:
+def require(condition: bool, option_name: str, value: Any, allowed: str) -> None:
+    """A check across options (ranges of single options are declared with them)."""
     if not condition:
-        raise ConfigError(path, value, allowed)
+        raise ConfigError((option_name,), value, allowed)
 
 
 def halvings(h: int, w: int, min_size: int = 1) -> int:

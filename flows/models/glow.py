@@ -25,24 +25,27 @@ from ..layers.coupling import coupling_sizes
 from ..layers.nets import glow_net, mlp
 from ..registry import register
 from ..transform import Compose, Transform
-from .common import Preprocess, halvings, option, preprocessing, require
+from .common import Preprocess, Search, halvings, option, preprocessing, require
 
 
 @dataclass
 class GlowConfig:
-    levels: int = option(3, "images: number of levels L (each squeezes; all but the last split)")
-    depth: int = option(32, "flow steps K per level (vectors: total steps)")
-    width: int = option(512, "hidden channels of the coupling network")
-    hidden: tuple[int, ...] = option((512, 512), "vectors: hidden widths of the MLP conditioner")
+    levels: int = option(3, "images: number of levels L (each squeezes; all but the last split)", ge=1, le=16)
+    depth: int = option(
+        32,
+        "flow steps K per level (vectors: total steps)",
+        ge=1,
+        le=1000,
+        search=Search(2, 32),
+        spaces=("architecture",),
+    )
+    width: int = option(512, "hidden channels of the coupling network", ge=1, le=65536)
+    hidden: tuple[int, ...] = option((512, 512), "vectors: hidden widths of the MLP conditioner", ge=1, le=65536)
     coupling: Literal["affine", "additive"] = option("affine", "affine (sigmoid(h + 2) scale) or additive")
     lu: bool = option(False, "LU-parametrised 1×1 convolution")
     learn_top: bool = option(True, "learned top prior (images)")
     preprocess: Preprocess = option("shift", "image preprocessing layer (Glow: x − ½)")
-    alpha: float = option(0.05, "logit α (preprocess=logit)")
-
-    def validate(self) -> None:
-        for key in ("levels", "depth", "width"):
-            require(getattr(self, key) >= 1, f"glow.{key}", getattr(self, key), "an integer >= 1")
+    alpha: float = option(0.05, "logit α (preprocess=logit)", ge=0, lt=0.5)
 
 
 def _step(shape: tuple[int, ...], cfg: GlowConfig) -> Compose:
@@ -77,10 +80,10 @@ def _level(shape: tuple[int, int, int], index: int, n_levels: int, cfg: GlowConf
 )
 def build_glow(shape: tuple[int, ...], cfg: GlowConfig) -> Transform:
     if len(shape) == 1:
-        require(shape[0] >= 2, "glow.shape", shape, "(d,) with d >= 2")
+        require(shape[0] >= 2, "shape", shape, "(d,) with d >= 2")
         return Compose(*[_step(shape, cfg) for _ in range(cfg.depth)])
     c, h, w = shape
     n_levels = min(cfg.levels, halvings(h, w))
-    require(n_levels >= 1, "glow.shape", shape, "an image with even height and width")
+    require(n_levels >= 1, "shape", shape, "an image with even height and width")
     pre = preprocessing(cfg.preprocess, cfg.alpha)
     return Compose(*([pre] if pre else []), _level((c, h, w), 0, n_levels, cfg))

@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .common import option
-from .lipschitz_flows import Activation, FamilyDefaults, LipschitzFlowConfig, register_lipschitz_family
+from .lipschitz_flows import Activation, DenseBranch, LipschitzFlowConfig, images_preset, register_lipschitz_family
 
 
 @dataclass
-class IDenseNetConfig(LipschitzFlowConfig):
-    activation: Activation = option("clipswish", "activation of the dense branch")
+class IDenseNetConfig(DenseBranch, LipschitzFlowConfig):
+    blocks: tuple[int, ...] = option((10,), "vectors: (n,) blocks; images: blocks per scale", ge=1)
+    activation: Activation = option("clipswish", "activation of the dense branch", spaces=("activation",))
 
 
 DENSE_SMALL = {"blocks": (4,), "dense_growth": 8, "fc_blocks": 1, "fc_dense_growth": 8, "start_learnable_concat": 0}
@@ -26,9 +27,8 @@ DENSE_DIGITS = {"blocks": (2, 2), "dense_growth": 32, "fc_blocks": 2, "fc_dense_
 register_lipschitz_family(
     "idensenet",
     IDenseNetConfig,
-    defaults=FamilyDefaults(toy={"blocks": (10,)}, image={"blocks": (16, 16, 16)}),
     branch="dense",
     block="residual",
-    presets={"small": DENSE_SMALL, "digits": DENSE_DIGITS},
+    presets={"cifar10": images_preset("dense"), "small": DENSE_SMALL, "digits": DENSE_DIGITS},
     summary="residual blocks with dense CLipSwish branches",
 )

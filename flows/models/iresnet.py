@@ -13,33 +13,38 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .common import Preprocess, option
-from .lipschitz_flows import Activation, FamilyDefaults, LipschitzFlowConfig, register_lipschitz_family
+from .lipschitz_flows import Activation, LipschitzFlowConfig, MLPBranch, images_preset, register_lipschitz_family
 
 
 @dataclass
-class IResNetConfig(LipschitzFlowConfig):
-    activation: Activation = option("elu", "activation of the branch")
-    coeff: float | None = option(0.9, "Lipschitz coefficient c of every layer")
-    estimator: Literal["exact", "truncated", "roulette"] | None = option("truncated", "log-det estimator in training")
-    power_iterations: int | None = option(5, "power iterations after each step")
+class IResNetConfig(MLPBranch, LipschitzFlowConfig):
+    activation: Activation = option("elu", "activation of the branch", spaces=("activation",))
+    estimator: Literal["exact", "truncated", "roulette"] = option(
+        "truncated", "log-det estimator in training (i-ResNet: the truncated series, biased)", spaces=("estimator",)
+    )
     factor_out: bool = option(True, "images: factor out half the channels after each non-last scale")
     squeeze_first: bool = option(True, "images: squeeze before the first scale")
     learned_prior: bool = option(True, "images: learned Gaussian prior over the latent")
-    fc_end: bool | None = option(False, "images: fully-connected blocks after the last scale")
-    neumann_grad: bool | None = option(False, "Neumann-series gradient")
-    memory_efficient: bool | None = option(False, "memory-efficient backward-in-forward")
     preprocess: Preprocess = option("shift", "image preprocessing layer (i-ResNet: x − ½)")
 
 
 register_lipschitz_family(
     "iresnet",
     IResNetConfig,
-    defaults=FamilyDefaults(
-        toy={"blocks": (100,), "power_tol": None}, image={"blocks": (16, 16, 16), "power_tol": None}
-    ),
     branch="mlp",
     block="residual",
     presets={
+        # i-ResNet keeps c = 0.9, 5 power iterations, no fully-connected end and the plain gradient on images
+        "cifar10": images_preset(
+            "mlp",
+            coeff=0.9,
+            power_iterations=5,
+            power_tol=None,
+            fc_end=False,
+            estimator="truncated",
+            neumann_grad=False,
+            memory_efficient=False,
+        ),
         "small": {"blocks": (4,), "hidden": (32, 32), "channels": 16},
         "digits": {"blocks": (2, 2), "channels": 32},
     },

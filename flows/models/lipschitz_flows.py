@@ -4,13 +4,12 @@ A family is (branch g, block type, published defaults). Vectors: ``blocks`` × [
 (Residual Flows' multi-scale model, Chen et al. 2019 §1.6 of the reference): preprocessing (logit α), then per
 scale ``blocks[i]`` × [block, ActNorm]; between scales a squeeze (C → 4C), optionally factoring out half the
 channels; after the last scale optionally ``fc_blocks`` fully-connected blocks on the flattened tensor, and a
-learned Gaussian prior over the whole latent (i-ResNet). Options left ``None`` take the toy or the image default
-of the family, chosen by the shape; every option is documented by ``nflab models``.
+learned Gaussian prior over the whole latent (i-ResNet). Field defaults are the published toy options; each family's
+``cifar10`` preset holds its published image options and is the default for images (``nflab models FAMILY``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,133 +25,125 @@ from ..logdet import LogDetConfig
 from ..registry import register
 from ..solvers import SolverConfig
 from ..transform import Compose, Transform
-from .common import Preprocess, halvings, option, preprocessing, require
+from .common import Preprocess, Search, halvings, option, preprocessing, require
 
 Activation = Literal["lipswish", "clipswish", "cpila", "pila", "elu", "relu", "sin"]
 Branch = Literal["mlp", "dense"]
 BlockType = Literal["residual", "monotone", "implicit"]
 
 
+LIPSCHITZ, ESTIMATOR, ACTIVATION, ARCHITECTURE = ("lipschitz",), ("estimator",), ("activation",), ("architecture",)
+
+
 @dataclass
 class LipschitzFlowConfig:
-    """Every option of the Lipschitz families; each family subclass changes the defaults to its paper's."""
+    """The options every Lipschitz family shares (defaults: the published toy ones; images: the ``cifar10`` preset).
 
-    blocks: tuple[int, ...] | None = option(None, "vectors: (n,) blocks; images: blocks per scale")
-    hidden: tuple[int, ...] = option((128, 128, 128, 128), "vectors: hidden widths of the MLP branch")
-    channels: int = option(512, "images: hidden channels of the conv branch")
-    kernels: tuple[int, ...] = option((3, 1, 3), "images: kernel sizes of the conv branch")
-    activation: Activation = option("lipswish", "activation of the branch (cpila/clipswish double the channels)")
-    cpila_k: float = option(5.0, "CPila/Pila exponent k (the normaliser is derived so that Lip <= 1)")
-    cpila_shift: float = option(0.2, "CPila branch shift")
-    coeff: float | None = option(None, "Lipschitz coefficient c of every layer (null: 0.9 toy, 0.98 images)")
-    power_iterations: int | None = option(None, "power iterations after each step (null: 5 toy, tol images)")
-    power_tol: float | None = option(None, "power-iteration tolerance after each step (null: none toy, 1e-3 images)")
-    dense_depth: int = option(3, "dense branch: number of dense layers")
-    dense_growth: int | None = option(None, "dense branch: growth per layer (null: 16 toy, 172 images)")
-    fc_dense_growth: int = option(32, "dense branch of the fully-connected end blocks: growth")
-    lip_coeff: float = option(0.98, "dense branch: Lipschitz coefficient of the learnable concatenation")
-    learnable_concat: bool = option(True, "dense branch: learnable concatenation weights")
-    start_learnable_concat: int | None = option(
-        None, "dense branch: optimiser steps with the concatenation fixed (null: 25000 toy, 19550 ≈ 25 epochs images)"
+    A family adds its branch's options (:class:`MLPBranch` or :class:`DenseBranch`) and changes defaults to its paper's.
+    """
+
+    blocks: tuple[int, ...] = option((100,), "vectors: (n,) blocks; images: blocks per scale", ge=1)
+    activation: Activation = option(
+        "lipswish", "activation of the branch (cpila/clipswish double the channels)", spaces=ACTIVATION
     )
-    actnorm: bool | None = option(None, "ActNorm after every block (null: off toy, on images)")
-    fc_end: bool | None = option(None, "images: fully-connected blocks after the last scale (null: family default)")
-    fc_blocks: int = option(4, "images: number of fully-connected end blocks")
-    fc_hidden: int = option(128, "images: hidden width of the fully-connected end blocks")
+    cpila_k: float = option(
+        5.0, "CPila/Pila exponent k (the normaliser is derived so that Lip <= 1)", gt=0,
+        search=Search(1.0, 10.0), spaces=ACTIVATION,
+    )  # fmt: skip
+    cpila_shift: float = option(0.2, "CPila branch shift", ge=0, le=10, search=Search(0.0, 1.0), spaces=ACTIVATION)
+    coeff: float = option(
+        0.9, "Lipschitz coefficient c of every layer (soft normalisation W/max(1, σ/c))", gt=0, lt=1,
+        search=Search(0.5, 0.99), spaces=LIPSCHITZ,
+    )  # fmt: skip
+    power_iterations: int | None = option(
+        5, "power iterations after each step (null: to power_tol)", ge=1, le=1000,
+        search=Search(1, 20), spaces=LIPSCHITZ,
+    )  # fmt: skip
+    power_tol: float | None = option(None, "power-iteration tolerance after each step (null: none)", gt=0)
+    actnorm: bool = option(False, "ActNorm after every block")
+    fc_end: bool = option(False, "images: fully-connected blocks after the last scale")
+    fc_blocks: int = option(4, "images: number of fully-connected end blocks", ge=1, le=1000)
     factor_out: bool = option(False, "images: factor out half the channels after each non-last scale")
     squeeze_first: bool = option(False, "images: squeeze before the first scale")
     learned_prior: bool = option(False, "images: learned Gaussian prior over the latent (i-ResNet)")
     preprocess: Preprocess = option("logit", "image preprocessing layer")
-    alpha: float = option(0.05, "logit α (0.05 CIFAR/ImageNet, 1e-6 MNIST)")
-    estimator: Literal["exact", "truncated", "roulette"] | None = option(
-        None, "log-det estimator in training (null: the family default by shape)"
+    alpha: float = option(0.05, "logit α (0.05 CIFAR/ImageNet, 1e-6 MNIST)", ge=0, lt=0.5)
+    estimator: Literal["exact", "truncated", "roulette"] = option(
+        "roulette", "log-det estimator in training: exact (small D), truncated series (biased), Russian roulette",
+        spaces=ESTIMATOR,
+    )  # fmt: skip
+    n_terms: int = option(5, "truncated: number of series terms", ge=1, le=1000, search=Search(1, 20), spaces=ESTIMATOR)
+    n_exact_terms: int = option(
+        2, "roulette: terms always computed", ge=0, le=1000, search=Search(0, 10), spaces=ESTIMATOR
     )
-    n_terms: int = option(5, "truncated estimator: number of series terms")
-    n_exact_terms: int | None = option(None, "roulette: terms always computed (null: family default)")
-    dist: Literal["geometric", "poisson"] | None = option(
-        None, "roulette: distribution of N (null: geometric toy, poisson images)"
-    )
-    geom_p: float = option(0.5, "roulette: geometric p")
-    poisson_lambda: float = option(2.0, "roulette: Poisson λ")
-    probe: Literal["gaussian", "rademacher"] = option("gaussian", "Hutchinson probe distribution")
-    neumann_grad: bool | None = option(None, "Neumann-series gradient (null: off toy, on images)")
-    memory_efficient: bool | None = option(None, "memory-efficient backward-in-forward (null: off toy, on images)")
-    eval_n_exact_terms: int = option(20, "roulette: exact terms in evaluation")
+    dist: Literal["geometric", "poisson"] = option("geometric", "roulette: distribution of N", spaces=ESTIMATOR)
+    geom_p: float = option(0.5, "roulette: geometric p", gt=0, lt=1, search=Search(0.1, 0.9), spaces=ESTIMATOR)
+    poisson_lambda: float = option(2.0, "roulette: Poisson λ", gt=0, le=100, search=Search(0.5, 5.0), spaces=ESTIMATOR)
+    probe: Literal["gaussian", "rademacher"] = option("gaussian", "Hutchinson probe distribution", spaces=ESTIMATOR)
+    n_probes: int = option(1, "Hutchinson probes per estimate", ge=1, le=1000)
+    neumann_grad: bool = option(False, "Neumann-series gradient")
+    memory_efficient: bool = option(False, "memory-efficient backward-in-forward")
+    eval_n_exact_terms: int = option(20, "roulette: exact terms in evaluation", ge=0, le=1000)
     solver: Literal["anderson", "plain", "broyden"] = option("anderson", "fixed-point solver of inverses/blocks")
-    solver_tol: float = option(1e-6, "solver tolerance on the step (forward)")
-    solver_max_iter: int = option(2000, "solver iteration cap (forward)")
-    backward_tol: float = option(1e-9, "implicit-differentiation solve tolerance")
-    backward_max_iter: int = option(100, "implicit-differentiation iteration cap")
-    anderson_memory: int = option(5, "Anderson: past differences kept (1 = Monotone Flows' secant step)")
+    solver_tol: float = option(1e-6, "solver tolerance on the step (forward)", gt=0)
+    solver_max_iter: int = option(2000, "solver iteration cap (forward)", ge=1, le=10**6)
+    backward_tol: float = option(1e-9, "implicit-differentiation solve tolerance", gt=0)
+    backward_max_iter: int = option(100, "implicit-differentiation iteration cap", ge=1, le=10**6)
+    anderson_memory: int = option(5, "Anderson: past differences kept (1 = Monotone Flows' secant step)", ge=1, le=100)
     backward_direct: bool = option(True, "implicit backward by a direct solve where the exact Jacobian is at hand")
 
-    def validate(self) -> None:
-        if self.blocks is not None:
-            require(len(self.blocks) >= 1 and min(self.blocks) >= 1, "blocks", self.blocks, "a list of integers >= 1")
-        for key in (
-            "channels",
-            "dense_depth",
-            "fc_blocks",
-            "fc_hidden",
-            "n_terms",
-            "solver_max_iter",
-            "anderson_memory",
-        ):
-            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
-        if self.coeff is not None:
-            require(0 < self.coeff < 1, "coeff", self.coeff, "a number in (0, 1)")
-        require(0 < self.lip_coeff <= 1, "lip_coeff", self.lip_coeff, "a number in (0, 1]")
-        require(self.cpila_k > 0, "cpila_k", self.cpila_k, "a number > 0")
-        require(self.cpila_shift >= 0, "cpila_shift", self.cpila_shift, "a number >= 0")
-        require(self.solver_tol > 0 and self.backward_tol > 0, "solver_tol", self.solver_tol, "a number > 0")
+
+@dataclass
+class MLPBranch:
+    """Options of the MLP (vectors) / conv (images) branch: i-ResNet, Residual Flows, Implicit flows."""
+
+    hidden: tuple[int, ...] = option((128, 128, 128, 128), "vectors: hidden widths of the MLP branch", ge=1, le=65536)
+    channels: int = option(512, "images: hidden channels of the conv branch", ge=1, le=65536)
+    kernels: tuple[int, ...] = option((3, 1, 3), "images: kernel sizes of the conv branch", ge=1, le=31)
+    fc_hidden: int = option(128, "images: hidden width of the fully-connected end blocks", ge=1, le=65536)
 
 
-@dataclass(frozen=True)
-class FamilyDefaults:
-    """Values of the shape-dependent (``None``) options: toy first, then images."""
+@dataclass
+class DenseBranch:
+    """Options of the dense branch (i-DenseNets, Monotone Flows)."""
 
-    toy: dict[str, Any]
-    image: dict[str, Any]
-
-
-COMMON_DEFAULTS = FamilyDefaults(
-    toy={
-        "coeff": 0.9, "power_iterations": 5, "power_tol": None, "dense_growth": 16,
-        "start_learnable_concat": 25000, "actnorm": False, "fc_end": False, "estimator": "roulette",
-        "n_exact_terms": 2, "dist": "geometric", "neumann_grad": False, "memory_efficient": False,
-    },
-    image={
-        "coeff": 0.98, "power_iterations": None, "power_tol": 1e-3, "dense_growth": 172,
-        "start_learnable_concat": 19550, "actnorm": True, "fc_end": True, "estimator": "roulette",
-        "n_exact_terms": 2, "dist": "poisson", "neumann_grad": True, "memory_efficient": True,
-    },
-)  # fmt: skip
+    dense_depth: int = option(3, "dense branch: number of dense layers", ge=1, le=100)
+    dense_growth: int = option(16, "dense branch: growth per layer", ge=1, le=65536)
+    fc_dense_growth: int = option(32, "images: growth of the dense fully-connected end blocks", ge=1, le=65536)
+    lip_coeff: float = option(
+        0.98, "dense branch: Lipschitz coefficient of the learnable concatenation", gt=0, le=1,
+        search=Search(0.9, 1.0), spaces=LIPSCHITZ,
+    )  # fmt: skip
+    learnable_concat: bool = option(True, "dense branch: learnable concatenation weights")
+    start_learnable_concat: int = option(
+        25000, "dense branch: optimiser steps with the concatenation fixed (images: 19550 ≈ 25 CIFAR-10 epochs)", ge=0
+    )
 
 
-def resolved(cfg: LipschitzFlowConfig, is_image: bool, family: FamilyDefaults) -> LipschitzFlowConfig:
-    """``cfg`` with every ``None`` replaced by the family's (then the common) toy or image default."""
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if value is None:
-            own = family.image if is_image else family.toy
-            common = COMMON_DEFAULTS.image if is_image else COMMON_DEFAULTS.toy
-            value = own.get(f.name, common.get(f.name))
-        values[f.name] = value
-    return dataclasses.replace(cfg, **values)
+def images_preset(branch: Branch, **family: Any) -> dict[str, Any]:
+    """The published CIFAR-10 options shared by the Lipschitz families (Residual Flows' image model), with the
+    family's own on top."""
+    common: dict[str, Any] = {
+        "blocks": (16, 16, 16), "coeff": 0.98, "power_iterations": None, "power_tol": 1e-3, "actnorm": True,
+        "fc_end": True, "estimator": "roulette", "dist": "poisson", "neumann_grad": True, "memory_efficient": True,
+    }  # fmt: skip
+    if branch == "dense":
+        common |= {"dense_growth": 172, "start_learnable_concat": 19550}
+    return common | family
 
 
 def logdet_config(cfg: LipschitzFlowConfig) -> LogDetConfig:
     return LogDetConfig(
         kind=cfg.estimator,  # type: ignore[arg-type]
         n_terms=cfg.n_terms,
-        n_exact_terms=cfg.n_exact_terms,  # type: ignore[arg-type]
-        dist=cfg.dist,  # type: ignore[arg-type]
+        n_exact_terms=cfg.n_exact_terms,
+        dist=cfg.dist,
         geom_p=cfg.geom_p,
         poisson_lambda=cfg.poisson_lambda,
         probe=cfg.probe,
-        neumann_grad=bool(cfg.neumann_grad),
-        memory_efficient=bool(cfg.memory_efficient),
+        n_probes=cfg.n_probes,
+        neumann_grad=cfg.neumann_grad,
+        memory_efficient=cfg.memory_efficient,
         eval_n_exact_terms=cfg.eval_n_exact_terms,
     ).validate(prefix="model")
 
@@ -290,15 +281,9 @@ def _image_model(
     return Compose(*layers)
 
 
-def build_lipschitz_flow(
-    shape: tuple[int, ...], cfg: LipschitzFlowConfig, *, family: FamilyDefaults, branch: Branch, block: BlockType
-) -> Transform:
+def build_lipschitz_flow(shape: tuple[int, ...], cfg: Any, *, branch: Branch, block: BlockType) -> Transform:
     """The transform of a Lipschitz family on ``shape`` (see the module docstring)."""
     is_image = len(shape) == 3
-    cfg = resolved(cfg, is_image, family)
-    cfg.validate()
-    if cfg.blocks is None:  # pragma: no cover - every family sets toy and image blocks
-        raise ValueError("blocks must be set")
     make = block_factory(block, cfg)
     model = _image_model(shape, cfg, branch, make) if is_image else _vector_model(shape[0], cfg, branch, make)  # type: ignore[arg-type]
     set_power_budgets(model, train_iterations=cfg.power_iterations, train_tol=cfg.power_tol)
@@ -309,15 +294,19 @@ def register_lipschitz_family(
     name: str,
     config_cls: type[LipschitzFlowConfig],
     *,
-    defaults: FamilyDefaults,
     branch: Branch,
     block: BlockType,
     presets: dict[str, dict[str, Any]],
     summary: str,
 ) -> None:
-    """Register ``name`` as the Lipschitz architecture with this branch, block type and defaults."""
+    """Register ``name`` as the Lipschitz architecture with this branch and block type; ``presets`` must hold
+    ``cifar10`` (the published image model, the default for images). Implicit and monotone blocks solve fixed points:
+    their family asks for TF32 off."""
 
     def builder(shape: tuple[int, ...], cfg: Any) -> Transform:
-        return build_lipschitz_flow(shape, cfg, family=defaults, branch=branch, block=block)
+        return build_lipschitz_flow(shape, cfg, branch=branch, block=block)
 
-    register(name, config_cls, presets=presets, summary=summary)(builder)
+    register(
+        name, config_cls, presets=presets, summary=summary, by_data={"images": "cifar10"},
+        tf32_off=block in ("implicit", "monotone"),
+    )(builder)  # fmt: skip

@@ -14,20 +14,16 @@ from typing import Literal
 from ..layers import Flattened, MaskedAutoregressive, Permutation
 from ..registry import register
 from ..transform import Compose, Transform
-from .common import Preprocess, option, preprocessing, require
+from .common import Preprocess, Search, option, preprocessing
 
 
 @dataclass
 class MAFConfig:
-    layers: int = option(5, "number of MADE layers")
-    hidden: tuple[int, ...] = option((1024,), "hidden widths of each MADE")
+    layers: int = option(5, "number of MADE layers", ge=1, le=1000, search=Search(2, 10), spaces=("architecture",))
+    hidden: tuple[int, ...] = option((1024,), "hidden widths of each MADE", ge=1, le=65536)
     orientation: Literal["maf", "iaf"] = option("maf", "maf: one-pass density; iaf: one-pass sampling")
     preprocess: Preprocess = option("logit", "image preprocessing layer (images only)")
-    alpha: float = option(0.05, "logit α (1e-6 MNIST, 0.05 CIFAR)")
-
-    def validate(self) -> None:
-        require(self.layers >= 1, "maf.layers", self.layers, "an integer >= 1")
-        require(len(self.hidden) >= 1, "maf.hidden", self.hidden, "a list of at least one width")
+    alpha: float = option(0.05, "logit α (1e-6 MNIST, 0.05 CIFAR)", ge=0, lt=0.5)
 
 
 @register("maf", MAFConfig, presets={"small": {"hidden": (64, 64)}}, summary="masked autoregressive flow")

@@ -10,25 +10,30 @@ gradient, memory-efficient backward, ActNorm, dense fully-connected end blocks. 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from .common import option
 from .idensenet import DENSE_DIGITS, DENSE_SMALL
-from .lipschitz_flows import Activation, FamilyDefaults, LipschitzFlowConfig, register_lipschitz_family
+from .lipschitz_flows import Activation, DenseBranch, LipschitzFlowConfig, images_preset, register_lipschitz_family
 
 
 @dataclass
-class MonotoneConfig(LipschitzFlowConfig):
-    activation: Activation = option("cpila", "activation of the dense branch (CPila: k, shift tunable)")
+class MonotoneConfig(DenseBranch, LipschitzFlowConfig):
+    blocks: tuple[int, ...] = option((10,), "vectors: (n,) blocks; images: blocks per scale", ge=1)
+    activation: Activation = option(
+        "cpila", "activation of the dense branch (CPila: k, shift tunable)", spaces=("activation",)
+    )
+    estimator: Literal["exact", "truncated", "roulette"] = option(
+        "exact", "log-det estimator in training (toy: the exact 2×2 log-det, the paper's --brute-force)",
+        spaces=("estimator",),
+    )  # fmt: skip
 
 
 register_lipschitz_family(
     "monotone",
     MonotoneConfig,
-    defaults=FamilyDefaults(
-        toy={"blocks": (10,), "estimator": "exact"}, image={"blocks": (16, 16, 16), "n_exact_terms": 10}
-    ),
     branch="dense",
     block="monotone",
-    presets={"small": DENSE_SMALL, "digits": DENSE_DIGITS},
+    presets={"cifar10": images_preset("dense", n_exact_terms=10), "small": DENSE_SMALL, "digits": DENSE_DIGITS},
     summary="monotone-operator blocks, CPila, implicit differentiation",
 )

@@ -17,19 +17,18 @@ from ..layers.coupling import coupling_sizes
 from ..layers.nets import mlp
 from ..registry import register
 from ..transform import Compose, Transform
-from .common import Preprocess, option, preprocessing, require
+from .common import Preprocess, Search, option, preprocessing, require
 
 
 @dataclass
 class NICEConfig:
-    couplings: int = option(4, "number of additive coupling layers")
-    hidden: tuple[int, ...] = option((1000,) * 5, "hidden widths of each coupling's ReLU MLP")
+    couplings: int = option(
+        4, "number of additive coupling layers", ge=1, le=1000, search=Search(2, 12), spaces=("architecture",)
+    )
+    hidden: tuple[int, ...] = option((1000,) * 5, "hidden widths of each coupling's ReLU MLP", ge=1, le=65536)
     mask: Literal["alternate", "half"] = option("alternate", "partition: odd/even coordinates or first/second half")
     preprocess: Preprocess = option("none", "image preprocessing layer (images only)")
-    alpha: float = option(0.05, "logit α (preprocess=logit)")
-
-    def validate(self) -> None:
-        require(self.couplings >= 1, "nice.couplings", self.couplings, "an integer >= 1")
+    alpha: float = option(0.05, "logit α (preprocess=logit)", ge=0, lt=0.5)
 
 
 def coupling_stack(dim: int, n: int, mask: str, hidden: Sequence[int], scale: str) -> list[Transform]:
@@ -47,7 +46,7 @@ def coupling_stack(dim: int, n: int, mask: str, hidden: Sequence[int], scale: st
 @register("nice", NICEConfig, presets={"small": {"hidden": (64, 64)}}, summary="additive coupling + scaling")
 def build_nice(shape: tuple[int, ...], cfg: NICEConfig) -> Transform:
     dim = math.prod(shape)
-    require(dim >= 2, "nice.shape", shape, "a shape with at least 2 elements")
+    require(dim >= 2, "shape", shape, "a shape with at least 2 elements")
     layers = coupling_stack(dim, cfg.couplings, cfg.mask, cfg.hidden, "additive")
     body: Transform = Compose(*layers, DiagonalScaling((dim,)))
     if len(shape) == 1:

@@ -16,27 +16,24 @@ from ..layers import FactorOut, MaskedCoupling, Squeezed, channel_mask, checkerb
 from ..layers.nets import MaskedConvResNet
 from ..registry import register
 from ..transform import Compose, Transform
-from .common import Preprocess, halvings, option, preprocessing, require
+from .common import Preprocess, Search, halvings, option, preprocessing, require
 from .nice import coupling_stack
 
 
 @dataclass
 class RealNVPConfig:
-    couplings: int = option(8, "vectors: number of affine couplings")
-    hidden: tuple[int, ...] = option((256, 256), "vectors: hidden widths of the MLP conditioner")
+    couplings: int = option(
+        8, "vectors: number of affine couplings", ge=1, le=1000, search=Search(2, 16), spaces=("architecture",)
+    )
+    hidden: tuple[int, ...] = option((256, 256), "vectors: hidden widths of the MLP conditioner", ge=1, le=65536)
     mask: Literal["alternate", "half"] = option("alternate", "vectors: odd/even or a fixed first/second half")
     conditioner: Literal["mlp", "linear"] = option("mlp", "vectors: MLP or linear s and t (Koehler et al.)")
     scale: Literal["tanh", "exp", "sigmoid"] = option("tanh", "log-scale γ·tanh(s), raw s, or sigmoid(s + 2)")
-    scales: int = option(4, "images: number of scales of the multi-scale recursion")
-    width: int = option(32, "images: conditioner width at the first scale (doubles per scale)")
-    res_blocks: int = option(2, "images: residual blocks per conditioner")
+    scales: int = option(4, "images: number of scales of the multi-scale recursion", ge=1, le=16)
+    width: int = option(32, "images: conditioner width at the first scale (doubles per scale)", ge=1, le=65536)
+    res_blocks: int = option(2, "images: residual blocks per conditioner", ge=0, le=100)
     preprocess: Preprocess = option("logit", "image preprocessing layer")
-    alpha: float = option(0.05, "logit α (0.05 CIFAR/ImageNet, 1e-6 MNIST)")
-
-    def validate(self) -> None:
-        for key in ("couplings", "scales", "width"):
-            require(getattr(self, key) >= 1, f"realnvp.{key}", getattr(self, key), "an integer >= 1")
-        require(self.res_blocks >= 0, "realnvp.res_blocks", self.res_blocks, "an integer >= 0")
+    alpha: float = option(0.05, "logit α (0.05 CIFAR/ImageNet, 1e-6 MNIST)", ge=0, lt=0.5)
 
 
 def _image_coupling(mask, cfg: RealNVPConfig, width: int) -> MaskedCoupling:
@@ -65,7 +62,7 @@ def _scale(shape: tuple[int, int, int], index: int, n_scales: int, cfg: RealNVPC
 def build_realnvp(shape: tuple[int, ...], cfg: RealNVPConfig) -> Transform:
     if len(shape) == 1:
         dim = shape[0]
-        require(dim >= 2, "realnvp.shape", shape, "(d,) with d >= 2")
+        require(dim >= 2, "shape", shape, "(d,) with d >= 2")
         hidden = () if cfg.conditioner == "linear" else cfg.hidden
         return Compose(*coupling_stack(dim, cfg.couplings, cfg.mask, hidden, cfg.scale))
     c, h, w = shape
