@@ -2,8 +2,9 @@
 
 - ``after_optimizer_step(model)``: e.g. power iterations of Lipschitz-constrained layers after each step.
 - ``before_evaluation(model)``: e.g. tighter power iterations before evaluating.
-- ``configure_estimator(model, config, training=...)``: log-det estimator budgets (series terms, roulette
-  distribution) for layers whose log-det is estimated; training and evaluation budgets differ.
+- ``configure_estimator(model, options)``: change the log-det estimator options (the model options of the same
+  names: ``estimator``, ``n_terms``, ``probe``, …) of a built model's estimated layers, e.g. to compare estimators on
+  one trained model; nulls keep the built value. Runs get their estimator from their model options instead.
 - ``regularization_loss(model)``: extra loss terms of the last forward (FFJORD's kinetic energy, Jacobian norm).
 - ``training_metrics(model)``: numbers worth logging per step (NFE, series terms used).
 Layers opt in by defining a method of the same name; families that need none of this ignore them all.
@@ -29,10 +30,10 @@ def before_evaluation(model: nn.Module) -> None:
             m.before_evaluation()
 
 
-def configure_estimator(model: nn.Module, config: Mapping[str, Any], *, training: bool) -> None:
+def configure_estimator(model: nn.Module, options: Mapping[str, Any]) -> None:
     for m in model.modules():
         if m is not model and hasattr(m, "configure_estimator"):
-            m.configure_estimator(config, training=training)
+            m.configure_estimator(options)
 
 
 def regularization_loss(model: nn.Module) -> Tensor | None:

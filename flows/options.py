@@ -80,9 +80,7 @@ class OptionSpec:
 
     @property
     def allowed(self) -> str:
-        text = describe_type(self.annotation)
-        rule = bounds_text(self.bounds)
-        return f"{text} {rule}" if rule else text
+        return allowed_text(self.annotation, self.bounds)
 
     @property
     def tunable(self) -> bool:
@@ -159,6 +157,16 @@ def describe_type(annotation: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(annotation, str(annotation))
 
 
+def allowed_text(annotation: Any, bounds: tuple[tuple[str, float], ...] = ()) -> str:
+    """What a value of ``annotation`` within ``bounds`` is: ``an integer >= 1``, ``a number > 0 or null``."""
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(allowed_text(a, bounds) for a in typing.get_args(annotation))
+    text = describe_type(annotation)
+    numeric = annotation in (int, float) or (origin is tuple and typing.get_args(annotation)[0] in (int, float))
+    return f"{text} {bounds_text(bounds)}" if bounds and numeric else text
+
+
 def bounds_text(bounds: tuple[tuple[str, float], ...]) -> str:
     return " and ".join(f"{_SIGNS[k]} {v:g}" for k, v in bounds)
 
@@ -169,7 +177,7 @@ def check_value(loc: Loc, annotation: Any, value: Any, bounds: tuple[tuple[str, 
     Raises :class:`ConfigError` at ``loc`` (with the list index for a bad item) naming what is allowed.
     """
     origin = typing.get_origin(annotation)
-    allowed = describe_type(annotation) + (f" {bounds_text(bounds)}" if bounds else "")
+    allowed = allowed_text(annotation, bounds)
     if origin is Literal:
         if any(value == a and type(value) is type(a) for a in typing.get_args(annotation)):
             return value

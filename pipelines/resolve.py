@@ -69,7 +69,9 @@ def estimator_options(family: str, model: dict[str, Any], estimator: dict[str, A
     return out
 
 
-def resolve_model(model: dict[str, Any], kind: str = "vectors", estimator: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolve_model(
+    model: dict[str, Any], kind: str = "vectors", estimator: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``{family, **options}`` with every option of the family for ``kind`` of data (defaults ← the kind's preset
     ← preset ← given ← the estimator section where the model does not set the option); lists, not tuples."""
     return copy.deepcopy(_resolve_model(canonical_json(model), kind, canonical_json(estimator or {})))

@@ -13,7 +13,6 @@ Non-finite values are reported as ``None``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -50,12 +49,11 @@ def _jacobian_stats(model: nn.Module, sub: Tensor) -> dict[str, float | None]:
     return {"jacobian_condition": _finite_or_none(float(cond)), "jacobian_norm": _finite_or_none(float(sv[:, 0].max()))}
 
 
-def compute_certificates(model: nn.Module, probe: Tensor, *, estimator_cfg: Mapping[str, Any]) -> dict[str, Any]:
+def compute_certificates(model: nn.Module, probe: Tensor) -> dict[str, Any]:
     """Certificates of ``model`` (in the weights it holds now) on ``probe``; leaves the model in training mode."""
     dim = math.prod(probe.shape[1:])
     bijective = getattr(model, "has_exact_log_prob", True)
     hooks.before_evaluation(model)
-    hooks.configure_estimator(model, estimator_cfg, training=False)
     model.eval()
     out: dict[str, Any] = {"inversion_error": None, "logdet_gap": None, "probe_size": int(probe.shape[0])}
     try:
@@ -71,5 +69,4 @@ def compute_certificates(model: nn.Module, probe: Tensor, *, estimator_cfg: Mapp
             out.update(_jacobian_stats(model, sub))
     finally:
         model.train()
-        hooks.configure_estimator(model, estimator_cfg, training=True)
     return out

@@ -5,7 +5,7 @@ number it is, and the estimator budget it was computed with.
 - Exact log-det when ``eval.exact`` is true, or ``"auto"`` and the data has at most ``AUTO_EXACT_MAX_DIM``
   dimensions: the brute-force Jacobian or each block's exact path; for a flow without an exact likelihood (CIF)
   the blocks of its base switch to their exact log-det and the bound stays a bound. Otherwise the model's
-  estimator is switched to its evaluation budget (``configure_estimator(training=False)``, e.g. 20 exact series
+  estimator runs with its evaluation budget in eval mode (its ``eval_n_exact_terms`` option, e.g. 20 exact series
   terms).
 - ``quantity``: what the number is, as the flow declares it in evaluation mode (``Flow.likelihood_kind``):
   ``exact``, ``unbiased``, ``bound``, ``biased`` or ``joint``.
@@ -35,15 +35,15 @@ DEFAULT_EVAL_TERMS = 20
 
 def use_exact(model: nn.Module, dim: int, eval_cfg: Mapping[str, Any]) -> bool:
     """Whether evaluation uses exact log-dets (see module docstring)."""
-    mode = eval_cfg.get("exact", "auto")
-    if mode is True or str(mode).lower() == "true":
+    mode = eval_cfg["exact"]
+    if mode is True:
         return True
-    if mode is False or str(mode).lower() == "false":
+    if mode is False:
         return model.logdet_kind == "exact"
     return model.logdet_kind == "exact" or dim <= AUTO_EXACT_MAX_DIM
 
 
-def _estimator_label(model: nn.Module, exact: bool, estimator_cfg: Mapping[str, Any]) -> str:
+def _estimator_label(model: nn.Module, exact: bool) -> str:
     if exact or model.logdet_kind == "exact":
         return "exact"
     for m in model.modules():
@@ -53,13 +53,12 @@ def _estimator_label(model: nn.Module, exact: bool, estimator_cfg: Mapping[str, 
                 return f"series-{cfg.n_terms}"
             if cfg.kind == "roulette":
                 return f"rr-{cfg.eval_n_exact_terms}"
-    terms = estimator_cfg.get("eval_n_exact_terms") or DEFAULT_EVAL_TERMS
-    return f"{'rr' if model.logdet_kind == 'unbiased' else 'series'}-{terms}"
+    return f"{'rr' if model.logdet_kind == 'unbiased' else 'series'}-{DEFAULT_EVAL_TERMS}"
 
 
-def budget_label(model: nn.Module, exact: bool, estimator_cfg: Mapping[str, Any]) -> str:
+def budget_label(model: nn.Module, exact: bool) -> str:
     """The estimator budget recorded next to every result (module docstring), for the model's current mode."""
-    logdet = _estimator_label(model, exact, estimator_cfg)
+    logdet = _estimator_label(model, exact)
     iwae = [f"iwae-{k}" for k in getattr(model, "importance_samples", ())]
     return "+".join(iwae) if iwae and logdet == "exact" else "+".join([logdet, *iwae])
 
@@ -78,7 +77,6 @@ def evaluate(
     data: DataSource,
     *,
     eval_cfg: Mapping[str, Any],
-    estimator_cfg: Mapping[str, Any],
     step: int,
     split: str = "test",
     generator: torch.Generator | None = None,
@@ -89,20 +87,18 @@ def evaluate(
     """
     exact = use_exact(model, data.dim, eval_cfg)
     hooks.before_evaluation(model)
-    hooks.configure_estimator(model, estimator_cfg, training=False)
     model.eval()
     try:
         quantity = model.likelihood_kind(exact=exact)
-        budget = budget_label(model, exact, estimator_cfg)
+        budget = budget_label(model, exact)
         total, count = 0.0, 0
         with torch.no_grad():
-            for chunk in data.heldout_chunks(int(eval_cfg.get("batch_size") or 1000), split=split):
+            for chunk in data.heldout_chunks(eval_cfg["batch_size"], split=split):
                 lp = _log_prob(model, chunk, exact, generator)
                 total += float(lp.double().sum())
                 count += chunk.shape[0]
     finally:
         model.train()
-        hooks.configure_estimator(model, estimator_cfg, training=True)
     mean_lp = total / max(count, 1)
     bpd = float(bits_per_dim(mean_lp, data.shape, n_bins=data.n_bins)) if data.is_image else None
     return {

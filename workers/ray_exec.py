@@ -93,11 +93,11 @@ _remote_run = ray.remote(_run_in_task)
 
 
 def _task_options(spec: dict) -> dict[str, Any]:
-    res = spec.get("config", {}).get("resources") or {}
+    res = spec["config"]["resources"]
     return {
-        "num_cpus": float(res.get("cpu", 1) or 0),
-        "num_gpus": float(res.get("gpu", 0) or 0),
-        "max_retries": int(res.get("retries", 3) if res.get("retries") is not None else 3),
+        "num_cpus": float(res["cpu"]),
+        "num_gpus": float(res["gpu"]),
+        "max_retries": int(res["retries"]),
         "retry_exceptions": False,
         "name": f"nflab:{spec['run_key']}",
     }

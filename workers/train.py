@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from nflab.flows import build, hooks
-from nflab.flows.registry import preset_of
+from nflab.flows.registry import family, preset_of
 
 from . import checkpoint as ckpt
 from .certificates import PROBE_SIZE, compute_certificates
@@ -44,33 +44,6 @@ from .seeding import capture_rng, make_generator, restore_rng, seed_everything
 from .tracking import Tracker
 
 STOP_ENV = "NFLAB_TEST_STOP_AFTER_STEP"  # test hook: simulate a crash after this step's checkpoint logic
-IMPLICIT_FAMILIES = ("implicit", "monotone")  # TF32 off on GPU for these (docs/architecture.md §4)
-
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "steps": 1000,
-    "batch_size": 500,
-    "lr": 1e-3,
-    "optimizer": "adam",
-    "betas": (0.9, 0.999),
-    "weight_decay": 0.0,
-    "warmup_steps": 0,
-    "grad_clip": None,
-    "ema": None,
-    "eval_every": 100,
-    "checkpoint_every": 1000,
-    "log_every": 10,
-    "seed": 0,
-    "dtype": "float32",
-    "device": "auto",
-}
-EVAL_DEFAULTS: dict[str, Any] = {
-    "batch_size": 1000,
-    "exact": "auto",
-    "samples": None,
-    "best_metric": "nats",
-    "average_last": 0,
-}
-
 Progress = Callable[[str, int, int, dict], None]
 
 
@@ -118,12 +91,10 @@ def chain_digest(digest: str, data: torch.Tensor) -> str:
     return hashlib.sha256(digest.encode() + raw).hexdigest()
 
 
-def section(spec: Mapping[str, Any], name: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``spec["config"][name]`` with missing keys (or nulls) taken from ``defaults``."""
-    given = dict(spec.get("config", {}).get(name) or {})
-    merged = dict(defaults or {})
-    merged.update({k: v for k, v in given.items() if v is not None or k not in merged})
-    return merged
+def section(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``spec["config"][name]``: a section of the resolved run config, trusted as is (``nflab.pipelines`` resolved
+    every option once; the worker has no defaults of its own)."""
+    return spec["config"][name]
 
 
 def pick_device(train_cfg: Mapping[str, Any], resources: Mapping[str, Any]) -> torch.device:
@@ -146,8 +117,8 @@ def pick_dtype(train_cfg: Mapping[str, Any]) -> torch.dtype:
 
 
 def build_model(model_cfg: Mapping[str, Any], shape: tuple[int, ...]) -> nn.Module:
-    """``nflab.flows.build(family, shape, **options)`` from the model section (null options dropped)."""
-    options = {k: v for k, v in model_cfg.items() if k != "family" and v is not None}
+    """``nflab.flows.build(family, shape, **options)`` from the resolved model section."""
+    options = {k: v for k, v in model_cfg.items() if k != "family"}
     return build(model_cfg["family"], shape, **options)
 
 
@@ -177,23 +148,22 @@ def train_run(
 
     ``data`` replaces the run's own :class:`DataSource` (tests hand in one with a poisoned test split).
     """
-    tcfg, ecfg = section(spec, "train", TRAIN_DEFAULTS), section(spec, "eval", EVAL_DEFAULTS)
-    est_cfg, model_cfg = section(spec, "estimator"), section(spec, "model")
-    resources = section(spec, "resources", {"cpu": 1, "gpu": 0})
-    seed = int(spec.get("seed", tcfg["seed"]))
+    tcfg, ecfg, model_cfg = section(spec, "train"), section(spec, "eval"), section(spec, "model")
+    resources = section(spec, "resources")
+    seed = int(spec["seed"])
     run_key, total = str(spec["run_key"]), int(tcfg["steps"])
     stop = _stop_after(stop_after_step)
 
     seed_everything(seed)
     device, dtype = pick_device(tcfg, resources), pick_dtype(tcfg)
-    if device.type == "cuda" and model_cfg.get("family") in IMPLICIT_FAMILIES:
+    if device.type == "cuda" and family(model_cfg["family"]).tf32_off:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     if data is None:
         data = DataSource(section(spec, "dataset"), seed=seed, dtype=dtype, device=device, data_root=data_root)
     model = build_model(model_cfg, data.shape).to(device=device, dtype=dtype)
     state.n_params = sum(p.numel() for p in model.parameters())
-    state.preset = preset_of(model_cfg["family"], model_cfg)
+    state.preset = preset_of(model_cfg["family"], model_cfg, "images" if data.is_image else "vectors")
     optimizer = make_optimizer(model, tcfg)
     ema = Ema(model, float(tcfg["ema"])) if tcfg.get("ema") else None
     data_gen = make_generator(seed, "data")
@@ -220,7 +190,6 @@ def train_run(
             init = data.init_batch(int(tcfg["batch_size"]), data_gen)
             state.data_digest = chain_digest(state.data_digest, init)
             model(init)
-    hooks.configure_estimator(model, est_cfg, training=True)
     model.train()
 
     def evaluate_now(split: str, *, as_is: bool = False) -> dict[str, Any]:
@@ -230,7 +199,6 @@ def train_run(
                 model,
                 data,
                 eval_cfg=ecfg,
-                estimator_cfg=est_cfg,
                 step=state.step,
                 split=split,
                 generator=make_generator(seed, "eval", device),
@@ -340,7 +308,7 @@ def report(
     state.best["test"] = {**evaluate_now("test", as_is=True), "step": state.best["step"]}
     probe = data.heldout[:PROBE_SIZE].to(device)
     model_cfg = section(spec, "model")
-    state.certificates = compute_certificates(model, probe, estimator_cfg=section(spec, "estimator"))
+    state.certificates = compute_certificates(model, probe)
     state.certificates_step = state.best["step"]
     state.plots = make_plots(
         model,

@@ -1,8 +1,8 @@
 """The part every Lipschitz block shares: a configurable log-det estimator budget and a fixed-point solver.
 
 The block is built with its family's published estimator (``LogDetConfig``) and solver (``SolverConfig``);
-``configure_estimator`` (called by the trainer through ``nflab.flows.hooks``) overrides any option given by the
-pipeline's ``estimator`` section, always starting again from the built defaults. ``exact_override`` (set by
+``configure_estimator`` (``nflab.flows.hooks``) changes its estimator options on a built model, always starting
+again from the built ones. ``exact_override`` (set by
 ``nflab.flows.exact.exact_logdets``) switches every estimate to the exact full-Jacobian path of the branch.
 """
 
@@ -19,8 +19,8 @@ from ..solvers import SolverConfig, SolverReport
 from ..transform import LogdetKind, Transform
 from .derivative_cache import derivative_cached
 
-# pipeline ``estimator`` keys → LogDetConfig fields (the rest have the same name)
-_RENAMED = {"hutchinson": "probe"}
+# model option names → LogDetConfig fields (the rest have the same name)
+_FIELD = {"estimator": "kind"}
 
 
 class Negated(nn.Module):
@@ -52,9 +52,9 @@ class EstimatedLogDetBlock(Transform):
     def kind(self) -> LogdetKind:
         return self.logdet_config.logdet_kind  # type: ignore[return-value]
 
-    def configure_estimator(self, config: Mapping[str, Any], *, training: bool) -> None:
-        """Apply the pipeline's estimator options (nulls keep the family default) on top of the built ones."""
-        overrides = {_RENAMED.get(k, k): v for k, v in config.items() if v is not None}
+    def configure_estimator(self, options: Mapping[str, Any]) -> None:
+        """Apply estimator options (model option names; nulls keep the built value) on top of the built ones."""
+        overrides = {_FIELD.get(k, k): v for k, v in options.items() if v is not None}
         known = set(LogDetConfig.__dataclass_fields__)
         self.logdet_config = self.built_logdet.updated(**{k: v for k, v in overrides.items() if k in known})
         for est in self.estimators():

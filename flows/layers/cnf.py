@@ -20,6 +20,7 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from ..logdet.config import ProbeKind
 from ..logdet.probes import sample_probe
+from ..options import ConfigError
 from ..transform import LogdetKind, Transform
 from .divergence import DIVERGENCES, DivergenceKind, exact_divergence, hutchinson_divergence
 
@@ -200,7 +201,7 @@ class CNF(Transform):
     (εᵀ(∂f/∂z)ε with ε drawn once per forward call from ``generator`` and fixed for every solver step of that
     call, the adjoint pass included — kind ``unbiased``). The exact divergence is used anyway in eval mode when a
     sample has at most ``exact_eval_max_dim`` dimensions (FFJORD's 2-D rule), under ``exact_override``
-    (``nflab.flows.exact``) and after ``configure_estimator({"kind": "exact"})``. Regulariser coefficients > 0 add
+    (``nflab.flows.exact``) and after ``configure_estimator({"estimator": "exact"})``. Regulariser coefficients > 0 add
     their penalty of the last training-mode forward to :meth:`regularization_loss`; the number of function
     evaluations (NFE) per phase is in :meth:`training_metrics` and the ``nfe_*`` attributes.
     """
@@ -239,7 +240,7 @@ class CNF(Transform):
         self.kinetic_energy = float(kinetic_energy)
         self.jacobian_frobenius = float(jacobian_frobenius)
         self.generator = generator
-        self.estimator_exact = False  # configure_estimator({"kind": "exact"})
+        self.estimator_exact = False  # configure_estimator({"estimator": "exact"})
         self.exact_override = False  # nflab.flows.exact.exact_logdets
         self._regularization: Tensor | None = None
 
@@ -315,13 +316,13 @@ class CNF(Transform):
         return final
 
     # --- hooks found by duck typing (nflab.flows.hooks) -----------------------------------------------------------
-    def configure_estimator(self, config: Mapping[str, Any], *, training: bool) -> None:
-        """The pipeline ``estimator`` options that apply to a CNF: ``kind: exact`` → exact divergence (any other
-        kind: the built one); ``hutchinson`` (or ``probe``): gaussian / rademacher noise. Series options are ignored."""
-        self.estimator_exact = config.get("kind") == "exact"
-        noise = config.get("hutchinson", config.get("probe"))
+    def configure_estimator(self, options: Mapping[str, Any]) -> None:
+        """The estimator options that apply to a CNF: ``estimator: exact`` → exact divergence (any other value: the
+        built one); ``probe``: gaussian / rademacher noise (null: the built one). Series options are ignored."""
+        self.estimator_exact = options.get("estimator") == "exact"
+        noise = options.get("probe")
         if noise is not None and noise not in NOISE_KINDS:
-            raise ValueError(f"estimator.hutchinson: {noise!r} is not one of: {', '.join(NOISE_KINDS)}")
+            raise ConfigError(("probe",), noise, f"one of: {', '.join(NOISE_KINDS)}")
         self.noise_kind = noise if noise is not None else self.built_noise
 
     def regularization_loss(self) -> Tensor | None:

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..registry import ConfigError
+from ..options import ConfigError
 
 EstimatorKind = Literal["exact", "truncated", "roulette"]
 TermDistribution = Literal["geometric", "poisson"]

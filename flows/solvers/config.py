@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..registry import ConfigError
+from ..options import ConfigError
 
 SolverMethod = Literal["anderson", "plain", "broyden"]
 METHODS: tuple[str, ...] = ("anderson", "plain", "broyden")

@@ -309,7 +309,7 @@ def test_common_options_for_every_family() -> None:
     for opts, message in [
         ({"padding": -1}, "realnvp.padding: -1 is not an integer >= 0"),
         ({"padding": 1, "padding_kind": "uniform"}, "realnvp.padding_kind: 'uniform' is not one of: zero, gaussian"),
-        ({"padding": 1, "padding_std": 0}, "realnvp.padding_std: 0.0 is not a number > 0 or null"),
+        ({"padding": 1, "padding_std": 0}, "realnvp.padding_std: 0 is not a number > 0 or null"),
         ({"dequantization": "learned"}, "realnvp.dequantization: 'learned' is not one of: uniform, variational"),
         ({"dequantization": "variational", "dequantization_bins": 1}, "realnvp.dequantization_bins: 1 is not"),
     ]:

@@ -134,7 +134,8 @@ def test_cached_activation_derivatives_change_neither_the_estimate_nor_its_gradi
     family: str, options: dict, training: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     torch.manual_seed(0)
-    flow = nf.build(family, (2,), blocks=(1,), hidden=(16, 16), dense_growth=8, **options).double()
+    sizes = {"dense_growth": 8} if family in ("idensenet", "monotone") else {"hidden": (16, 16)}
+    flow = nf.build(family, (2,), blocks=(1,), **sizes, **options).double()
     flow.train(training)
     block = residual_step.residual_blocks(flow)[0]
     gen = torch.Generator().manual_seed(1)

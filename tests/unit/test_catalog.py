@@ -82,7 +82,7 @@ def test_e2_toy_follows_the_paper_protocol() -> None:
         assert cfg["eval"]["exact"] is True
         assert cfg["eval"]["best_metric"] == "nats" and cfg["eval"]["average_last"] == 20
         assert cfg["dataset"]["validation_samples"] == 10000
-        assert cfg["estimator"]["kind"] == "exact"
+        assert "estimator" not in cfg  # coupling flows: no estimated log-det, the section would do nothing
     realnvp = next(s for s in specs if s.config["model"]["family"] == "realnvp")
     assert realnvp.config["model"]["couplings"] == 8
     assert realnvp.config["model"]["hidden"] == [128, 128]
@@ -137,14 +137,14 @@ def test_e2_monotone_follows_the_paper_protocol() -> None:
         assert cfg["train"]["weight_decay"] == pytest.approx(1e-5)
         assert cfg["train"]["betas"] == [0.9, 0.999]
         assert cfg["dataset"]["test_samples"] == 10000
-        assert cfg["estimator"]["kind"] == "exact"  # the paper's --brute-force True
+        assert cfg["model"]["estimator"] == "exact"  # the paper's --brute-force True (the section, merged)
         assert cfg["eval"]["exact"] is True and cfg["eval"]["best_metric"] == "nats"
     models = {s.config["model"]["family"]: s.config["model"] for s in specs}
     assert set(models) == {"idensenet", "monotone"}
     for family, activation in (("monotone", "cpila"), ("idensenet", "clipswish")):  # the families' toy defaults
         model = models[family]
         assert model["activation"] == activation
-        assert model["blocks"] is None and model["dense_depth"] == 3 and model["learnable_concat"] is True
+        assert model["blocks"] == [10] and model["dense_depth"] == 3 and model["learnable_concat"] is True
 
 
 def test_e2_monotone_quick_is_small() -> None:
@@ -155,7 +155,7 @@ def test_e2_monotone_quick_is_small() -> None:
         cfg = spec.config
         assert cfg["train"]["steps"] <= 2000 and cfg["train"]["batch_size"] <= 256
         assert cfg["model"]["blocks"] == [4] and cfg["model"]["dense_growth"] == 8
-        assert cfg["estimator"]["kind"] == "exact" and cfg["dataset"]["test_samples"] <= 2000
+        assert cfg["model"]["estimator"] == "exact" and cfg["dataset"]["test_samples"] <= 2000
 
 
 def test_e4_estimators_pipeline() -> None:
@@ -171,7 +171,8 @@ def test_e4_estimators_pipeline() -> None:
         }
         assert cfg["dataset"]["name"] == "checkerboard" and cfg["train"]["steps"] <= 5000
         assert cfg["model"]["blocks"] == [4]  # small presets: a few minutes on CPU
-        assert cfg["estimator"]["kind"] is None  # each family trains with its published estimator
+        published = {"iresnet": "truncated", "resflow": "roulette", "monotone": "exact"}
+        assert cfg["model"]["estimator"] == published[cfg["model"]["family"]]  # each family's published estimator
 
 
 def test_e1_fit1d_pipeline() -> None:

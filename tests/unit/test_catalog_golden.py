@@ -41,7 +41,8 @@ def _before(options: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in options.items():
         name = RENAMED.get(family, {}).get(key, key)
-        value = RENAMED_VALUES.get((family, name), {}).get(value, value)
+        if isinstance(value, str):
+            value = RENAMED_VALUES.get((family, name), {}).get(value, value)
         out[name] = RESOLVED_NOW.get(name, {}).get(value, value) if value is None else value
     return out
 

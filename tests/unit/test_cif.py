@@ -210,7 +210,7 @@ def test_registry_passes_base_options_through() -> None:
         ({"scale": "cubic"}, "realnvp.scale: 'cubic' is not one of: tanh, exp, sigmoid"),
         ({"bogus": 1}, "cif.bogus: 'bogus' is not an option of cif or of its base realnvp; allowed: base, u_dim"),
         ({"u_dim": 0}, "cif.u_dim: 0 is not an integer >= 1"),
-        ({"preset": "huge"}, "cif.preset: 'huge' is not one of: small"),
+        ({"preset": "huge"}, "cif.preset: 'huge' is not one of: images, small"),
         ({"base": "cif"}, "cif.base: 'cif' is not one of: "),
         ({"padding": -2}, "cif.padding: -2 is not an integer >= 0"),
     ]
@@ -265,7 +265,7 @@ def test_catalog_cif_toy_pipelines() -> None:
         assert {s.config["dataset"]["name"] for s in specs} == {"2gaussians", "8gaussians", "rings"}
         cif = next(s.config["model"] for s in specs if s.config["model"]["family"] == "cif")
         plain = next(s.config["model"] for s in specs if s.config["model"]["family"] == "resflow")
-        assert cif["base"] == "resflow" and cif["u_dim"] == 1 and cif["num_importance_samples"] is None
+        assert cif["base"] == "resflow" and cif["u_dim"] == 1 and cif["num_importance_samples"] == 100
         assert cif["train_importance_samples"] == 1
         assert {k: cif[k] for k in plain if k != "family"} == {k: v for k, v in plain.items() if k != "family"}
         assert plain["blocks"] == blocks and plain["hidden"] == hidden and plain["coeff"] == 0.9

@@ -140,7 +140,7 @@ def test_divergence_estimators_against_the_full_jacobian(noise: str) -> None:
 def test_hutchinson_log_det_of_a_nonlinear_cnf_is_unbiased() -> None:
     torch.manual_seed(0)
     exact = _perturbed(F.build("ffjord", (3,), hidden=(16, 16), atol=1e-7, rtol=1e-7).double(), 0.1, 8)
-    estimated = F.build("ffjord", (3,), hidden=(16, 16), atol=1e-7, rtol=1e-7, divergence="hutchinson").double()
+    estimated = F.build("ffjord", (3,), hidden=(16, 16), atol=1e-7, rtol=1e-7, estimator="hutchinson").double()
     estimated.load_state_dict(exact.state_dict())
     set_noise_generator(estimated, _gen(9))
     points = torch.randn(3, 3, generator=_gen(10), dtype=DT)
@@ -160,7 +160,7 @@ def test_the_probe_is_fixed_for_every_evaluation_of_a_solve_including_the_adjoin
         return original(f, z, noise, **kwargs)
 
     monkeypatch.setattr(cnf_module, "hutchinson_divergence", recording)
-    flow = F.build("ffjord", (2,), preset="small", divergence="hutchinson").double()
+    flow = F.build("ffjord", (2,), preset="small", estimator="hutchinson").double()
     block = flow.transform.transforms[0]
     x = torch.randn(16, 2, generator=_gen(12), dtype=DT)
     (-flow.log_prob(x).mean()).backward()
@@ -196,7 +196,7 @@ def test_nfe_is_counted_per_phase_and_reported_to_the_trainer() -> None:
 
 
 def test_adjoint_gradients_match_direct_backprop_including_the_end_time() -> None:
-    opts = {"hidden": (16, 16), "blocks": 2, "atol": 1e-9, "rtol": 1e-9, "divergence": "hutchinson"}
+    opts = {"hidden": (16, 16), "blocks": 2, "atol": 1e-9, "rtol": 1e-9, "estimator": "hutchinson"}
     adjoint = _perturbed(F.build("ffjord", (3,), **opts).double(), 0.1, 15)
     direct = F.build("ffjord", (3,), adjoint=False, **opts).double()
     direct.load_state_dict(adjoint.state_dict())
@@ -221,7 +221,7 @@ def test_vector_flow_round_trip_and_log_det_against_the_brute_force_jacobian() -
     assert (flow.inverse(z) - x).abs().max() < 1e-7
     torch.testing.assert_close(logdet, F.brute_force_logdet(lambda v: flow(v)[0], x), atol=1e-7, rtol=1e-7)
 
-    hutch = F.build("ffjord", (3,), hidden=(16, 16), blocks=2, atol=1e-9, rtol=1e-9, divergence="hutchinson")
+    hutch = F.build("ffjord", (3,), hidden=(16, 16), blocks=2, atol=1e-9, rtol=1e-9, estimator="hutchinson")
     hutch = hutch.double().eval()
     hutch.load_state_dict(flow.state_dict())
     assert hutch.logdet_kind == "unbiased"
@@ -232,7 +232,7 @@ def test_vector_flow_round_trip_and_log_det_against_the_brute_force_jacobian() -
 
 def test_image_log_det_against_the_brute_force_jacobian() -> None:
     """Logit preprocessing + a conv CNF (ConcatConv2d dynamics, exact divergence) on 1×4×4 images."""
-    opts = {"hidden": (8,), "blocks": 1, "divergence": "brute_force", "atol": 1e-9, "rtol": 1e-9, "adjoint": False}
+    opts = {"hidden": (8,), "blocks": 1, "estimator": "exact", "atol": 1e-9, "rtol": 1e-9, "adjoint": False}
     flow = _perturbed(F.build("ffjord", (1, 4, 4), **opts).double(), 0.05, 29).eval()
     x = 0.05 + 0.9 * torch.rand(3, 1, 4, 4, generator=_gen(30), dtype=DT)
     z, logdet = flow(x)
@@ -241,7 +241,7 @@ def test_image_log_det_against_the_brute_force_jacobian() -> None:
 
 
 def test_two_dimensional_states_use_the_exact_divergence_in_eval_mode() -> None:
-    flow = _perturbed(F.build("ffjord", (2,), preset="small", divergence="hutchinson").double(), 0.1, 20)
+    flow = _perturbed(F.build("ffjord", (2,), preset="small", estimator="hutchinson").double(), 0.1, 20)
     exact = F.build("ffjord", (2,), preset="small").double()
     exact.load_state_dict(flow.state_dict())
     x = torch.randn(7, 2, generator=_gen(21), dtype=DT)
@@ -254,16 +254,16 @@ def test_two_dimensional_states_use_the_exact_divergence_in_eval_mode() -> None:
 
 
 def test_configure_estimator_switches_to_the_exact_divergence_and_the_probe() -> None:
-    flow = F.build("ffjord", (3,), preset="small", divergence="hutchinson").double()
+    flow = F.build("ffjord", (3,), preset="small", estimator="hutchinson").double()
     block = flow.transform.transforms[0]
-    F.hooks.configure_estimator(flow, {"kind": "exact", "hutchinson": "rademacher", "n_exact_terms": 5}, training=True)
+    F.hooks.configure_estimator(flow, {"estimator": "exact", "probe": "rademacher", "n_exact_terms": 5})
     assert flow.logdet_kind == "exact" and block.noise_kind == "rademacher"
     x = torch.randn(4, 3, generator=_gen(22), dtype=DT)
     torch.testing.assert_close(flow(x)[1], flow(x)[1], rtol=0, atol=0)
-    F.hooks.configure_estimator(flow, {"kind": None}, training=True)
+    F.hooks.configure_estimator(flow, {"estimator": None})
     assert flow.logdet_kind == "unbiased" and block.noise_kind == "gaussian"
-    with pytest.raises(ValueError, match=r"estimator\.hutchinson: 'uniform' is not one of: gaussian, rademacher"):
-        F.hooks.configure_estimator(flow, {"hutchinson": "uniform"}, training=True)
+    with pytest.raises(ValueError, match=r"probe: 'uniform' is not one of: gaussian, rademacher"):
+        F.hooks.configure_estimator(flow, {"probe": "uniform"})
 
 
 def test_image_odenvp_round_trip() -> None:
@@ -300,9 +300,11 @@ def test_toy_defaults_are_the_published_ones() -> None:
     assert (cfg.hidden, cfg.solver, cfg.atol, cfg.rtol, cfg.adjoint) == ((64, 64, 64), "dopri5", 1e-5, 1e-5, True)
     assert (cfg.train_end_time, cfg.exact_eval_max_dim, cfg.alpha) == (True, 2, 1e-6)
     assert (cfg.kinetic_energy, cfg.jacobian_frobenius) == (0.0, 0.0)
-    toy = cfg.for_shape((2,))
-    assert (toy.layer_type, toy.activation, toy.blocks, toy.end_time) == ("concatsquash", "tanh", 1, 0.5)
-    assert (toy.divergence, toy.noise) == ("brute_force", "gaussian")
+    assert (cfg.layer_type, cfg.activation, cfg.blocks, cfg.end_time) == ("concatsquash", "tanh", 1, 0.5)
+    assert (cfg.estimator, cfg.probe) == ("exact", "gaussian")
+    images = F.resolve_config("ffjord", (1, 28, 28))  # the published image model is the default for images
+    assert (images.layer_type, images.activation, images.blocks, images.end_time) == ("concat", "softplus", 2, 1.0)
+    assert (images.estimator, images.probe) == ("hutchinson", "rademacher")
     flow = F.build("ffjord", (2,))
     (block,) = flow.transform.transforms
     assert flow.logdet_kind == "exact" and block.end_time.item() == pytest.approx(0.5)
@@ -316,9 +318,9 @@ def test_toy_defaults_are_the_published_ones() -> None:
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"solver": "rk4"}, "ffjord.step_size: None is not a number > 0 (required by solver rk4)"),
+        ({"solver": "rk4"}, "ffjord.step_size: None is not a number > 0 (required by rk4)"),
         ({"solver": "bdf"}, "ffjord.solver: 'bdf' is not one of: dopri5, dopri8"),
-        ({"divergence": "exact"}, "ffjord.divergence: 'exact' is not one of: brute_force, hutchinson"),
+        ({"estimator": "brute_force"}, "ffjord.estimator: 'brute_force' is not one of: exact, hutchinson"),
         ({"atol": 0.0}, "ffjord.atol: 0.0 is not a number > 0"),
         ({"kinetic_energy": -1.0}, "ffjord.kinetic_energy: -1.0 is not a number >= 0"),
     ],
@@ -330,8 +332,8 @@ def test_bad_options_are_one_line_errors(options: dict, fragment: str) -> None:
 
 
 def test_brute_force_divergence_is_refused_for_large_images() -> None:
-    with pytest.raises(ValueError, match=r"ffjord\.divergence: 'brute_force' is not hutchinson for samples of 3072"):
-        F.build("ffjord", (3, 32, 32), divergence="brute_force")
+    with pytest.raises(ValueError, match=r"ffjord\.estimator: 'exact' is not hutchinson for samples of 3072"):
+        F.build("ffjord", (3, 32, 32), estimator="exact")
 
 
 def test_fixed_step_solvers_take_step_size_in_units_of_t() -> None:
@@ -418,7 +420,7 @@ def test_regularisers_have_the_closed_form_of_a_linear_ode() -> None:
 
 
 def test_regularisers_grow_with_the_dynamics_and_reach_the_loss() -> None:
-    flow = F.build("ffjord", (2,), preset="small", kinetic_energy=0.1, jacobian_frobenius=0.1, divergence="hutchinson")
+    flow = F.build("ffjord", (2,), preset="small", kinetic_energy=0.1, jacobian_frobenius=0.1, estimator="hutchinson")
     flow = flow.double()
     set_noise_generator(flow, _gen(27))
     x = torch.randn(64, 2, generator=_gen(28), dtype=DT)

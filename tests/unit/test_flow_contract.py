@@ -69,7 +69,7 @@ def _prepared(name: str, shape: tuple[int, ...], opts: dict) -> tuple[F.Flow, to
 def test_round_trip_and_logdet(name: str, shape: tuple[int, ...], opts: dict) -> None:
     flow, x = _prepared(name, shape, opts)
     if flow.logdet_kind != "exact":
-        F.hooks.configure_estimator(flow, {"kind": "exact"}, training=False)
+        F.hooks.configure_estimator(flow, {"estimator": "exact"})
     z, logdet = flow(x)
     assert z.shape == x.shape and logdet.shape == (x.shape[0],)
     assert (flow.inverse(z) - x).abs().max().item() < 1e-6
@@ -103,7 +103,7 @@ def test_sampling_gradients_and_state_dict(name: str, shape: tuple[int, ...], op
     clone.load_state_dict(torch.load(buffer))
     clone.eval()
     for model in (flow, clone):  # compare deterministic log-dets
-        F.hooks.configure_estimator(model, {"kind": "exact"}, training=False)
+        F.hooks.configure_estimator(model, {"estimator": "exact"})
     with torch.no_grad():
         torch.testing.assert_close(clone.log_prob(x), flow.log_prob(x), rtol=0, atol=0)
 
@@ -113,9 +113,9 @@ def test_estimated_logdets_declare_their_kind_and_offer_the_exact_value(
     name: str, shape: tuple[int, ...], opts: dict
 ) -> None:
     flow, x = _prepared(name, shape, opts)
-    F.hooks.configure_estimator(flow, {"kind": "roulette"}, training=False)
+    F.hooks.configure_estimator(flow, {"estimator": "roulette"})
     assert flow.logdet_kind == "unbiased"
-    F.hooks.configure_estimator(flow, {"kind": "truncated", "n_terms": 3}, training=False)
+    F.hooks.configure_estimator(flow, {"estimator": "truncated", "n_terms": 3})
     assert flow.logdet_kind == "biased"
     z, estimate = flow(x)
     brute = F.brute_force_logdet(lambda v: flow(v)[0], x)

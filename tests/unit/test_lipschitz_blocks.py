@@ -141,17 +141,17 @@ def test_estimator_options_come_from_the_pipeline_on_top_of_the_built_defaults()
     flow = F.build("resflow", (2,), preset="small")
     block = next(m for m in flow.modules() if isinstance(m, ResidualBlock))
     assert (block.logdet_config.kind, block.logdet_config.dist) == ("roulette", "geometric")
-    F.hooks.configure_estimator(flow, {"kind": "truncated", "n_terms": 7, "dist": None}, training=True)
+    F.hooks.configure_estimator(flow, {"estimator": "truncated", "n_terms": 7, "dist": None})
     assert (block.logdet_config.kind, block.logdet_config.n_terms, block.logdet_config.dist) == (
         "truncated",
         7,
         "geometric",
     )
     assert flow.logdet_kind == "biased"
-    F.hooks.configure_estimator(flow, {"hutchinson": "rademacher"}, training=True)  # starts from the built defaults
+    F.hooks.configure_estimator(flow, {"probe": "rademacher"})  # starts from the built defaults
     assert (block.logdet_config.kind, block.logdet_config.probe) == ("roulette", "rademacher")
     with pytest.raises(ValueError, match="geom_p"):
-        F.hooks.configure_estimator(flow, {"geom_p": 1.5}, training=True)
+        F.hooks.configure_estimator(flow, {"geom_p": 1.5})
 
 
 def test_published_defaults_of_the_lipschitz_families() -> None:

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nflab.pipelines.schema import AnalysisSpec
-
 from ..tracking import Tracker
 from ..train import section
 
@@ -26,8 +24,8 @@ class AnalysisOutcome:
 
 
 def analysis_options(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec's ``analysis`` section with every option the run config left out at its schema default."""
-    return section(spec, "analysis", AnalysisSpec().model_dump())
+    """The spec's resolved ``analysis`` section (its kind and that kind's options)."""
+    return section(spec, "analysis")
 
 
 def analysis_dir(run_dir: Path) -> Path:

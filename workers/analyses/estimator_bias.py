@@ -105,12 +105,11 @@ def run_estimator_bias(
 ) -> AnalysisOutcome:
     """Compute, write and log the E4 study of the trained run (see module docstring)."""
     options = analysis_options(spec)
-    seed = int(spec.get("seed", section(spec, "train").get("seed", 0)))
+    seed = int(spec["seed"])
     device = torch.device("cpu")
     data = DataSource(section(spec, "dataset"), seed=seed, dtype=torch.float64, device=device, data_root=data_root)
     model = trained_model(spec, run_dir, data.shape).to(dtype=torch.float64)
     hooks.before_evaluation(model)
-    hooks.configure_estimator(model, section(spec, "estimator"), training=False)
     probe = data.heldout[: int(options["points"])].to(device)
     try:
         report = estimator_bias_variance(

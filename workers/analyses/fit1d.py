@@ -33,7 +33,7 @@ from ..optim import clip_gradients, lr_at, make_optimizer, set_lr
 from ..plots import _save as save_png
 from ..seeding import make_generator, seed_everything
 from ..tracking import Tracker
-from ..train import TRAIN_DEFAULTS, Progress, RunFailure, TrainState, pick_dtype, section
+from ..train import Progress, RunFailure, TrainState, pick_dtype, section
 from .common import AnalysisOutcome, analysis_dir, analysis_options, log_files, write_json
 
 MODEL_OPTIONS = ("branch", "activation", "coeff", "hidden", "dense_depth", "dense_growth", "lip_coeff")
@@ -149,8 +149,8 @@ def run_fit1d(
 ) -> AnalysisOutcome:
     """Train, evaluate, write and log one E1 fit (see module docstring)."""
     options = analysis_options(spec)
-    tcfg = section(spec, "train", TRAIN_DEFAULTS)
-    seed = int(spec.get("seed", tcfg["seed"]))
+    tcfg = section(spec, "train")
+    seed = int(spec["seed"])
     dtype = pick_dtype(tcfg)
     seed_everything(seed)
     solver = SolverConfig() if dtype == torch.float64 else SolverConfig(backward_tol=1e-6)
