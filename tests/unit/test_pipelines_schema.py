@@ -52,7 +52,12 @@ def test_unknown_model_option_lists_the_family_options() -> None:
 
 def test_bad_model_option_value() -> None:
     assert error_of(TOY + "  scale: cubic\n") == "toy.yaml:9 model.scale: 'cubic' is not one of: tanh, exp, sigmoid"
-    assert error_of(TOY.replace("[64, 64]", "[64, x]")) == "toy.yaml:8 model.hidden[1]: 'x' is not an integer >= 1 and <= 65536"
+    message = error_of(TOY.replace("[64, 64]", "[64, x]"))
+    assert message == "toy.yaml:8 model.hidden[1]: 'x' is not an integer >= 1 and <= 65536"
+    assert (
+        error_of(TOY.replace("[64, 64]", "[-1]"))
+        == "toy.yaml:8 model.hidden[0]: -1 is not an integer >= 1 and <= 65536"
+    )
 
 
 def test_wrong_type() -> None:
