@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,50 +15,33 @@ import pytest
 from tests.raycluster import RayCluster, ray_cluster
 
 BASE_CONFIG: dict[str, Any] = {
-    "dataset": {
-        "name": "8gaussians",
-        "test_samples": 2000,
-        "validation_samples": None,
-        "train_subset": None,
-        "n_bins": None,
-    },
+    "dataset": {"name": "8gaussians", "test_samples": 2000},
     "model": {"family": "realnvp", "preset": "small"},
-    "estimator": {"kind": "roulette", "n_exact_terms": 2, "dist": "geometric", "geom_p": 0.5, "eval_n_exact_terms": 20},
-    "train": {
-        "steps": 60,
-        "batch_size": 128,
-        "lr": 1e-3,
-        "optimizer": "adam",
-        "betas": [0.9, 0.999],
-        "weight_decay": 0.0,
-        "warmup_steps": 0,
-        "grad_clip": None,
-        "ema": None,
-        "eval_every": 20,
-        "checkpoint_every": 20,
-        "log_every": 10,
-        "seed": 0,
-        "dtype": "float32",
-        "device": "cpu",
-    },
-    "eval": {"batch_size": 1000, "exact": "auto", "samples": None, "best_metric": "nats", "average_last": 20},
+    "train": {"steps": 60, "batch_size": 128, "eval_every": 20, "checkpoint_every": 20, "log_every": 10,
+              "device": "cpu"},
+    "eval": {"batch_size": 1000},
     "resources": {"cpu": 1, "gpu": 0, "retries": 2},
-}
+}  # fmt: skip
 
 
 def build_spec(run_key: str = "tiny-r0", *, seed: int = 7, **overrides: Any) -> dict[str, Any]:
-    """A RunSpec dict; overrides use ``section__key=value`` (e.g. ``train__steps=200``, ``model__family="nice"``)."""
-    config = copy.deepcopy(BASE_CONFIG)
+    """A resolved RunSpec dict (what ``expand`` gives the worker); overrides use ``section__key=value`` (e.g.
+    ``train__steps=200``, ``model__family="nice"``) or a whole section (``analysis={...}``, ``model={...}``)."""
+    from nflab.pipelines.hashing import config_hash
+    from nflab.pipelines.resolve import resolve_run
+
+    raw = copy.deepcopy(BASE_CONFIG)
     for name, value in overrides.items():
         section, _, key = name.partition("__")
-        if not key:
-            raise TypeError(f"override {name!r} must look like section__key")
-        config[section][key] = value
-    canon = json.dumps({**config, "train": {k: v for k, v in config["train"].items() if k != "seed"}}, sort_keys=True)
+        if key:
+            raw.setdefault(section, {})[key] = value
+        else:
+            raw[section] = copy.deepcopy(value)
+    config = resolve_run(raw)
     return {
         "campaign": "worker-tests",
         "run_key": run_key,
-        "config_hash": hashlib.sha256(canon.encode()).hexdigest(),
+        "config_hash": config_hash(config),
         "seed": seed,
         "repeat": 0,
         "overrides": {},

@@ -47,8 +47,8 @@ def test_estimator_bias_after_training(family, series, make_spec, workdir, mlflo
         train__eval_every=10,
         train__checkpoint_every=10,
         train__dtype="float64",
+        analysis={"kind": "estimator_bias", "terms": TERMS, "repeats": 10, "points": 16},
     )
-    spec["config"]["analysis"] = {"kind": "estimator_bias", "terms": TERMS, "repeats": 10, "points": 16}
     result = _run(spec, workdir, mlflow_uri, experiment)
     assert result["status"] == "finished", result["error"]
     nats = {(r["kind"], r["split"]) for r in result["results"] if r["metric"] == "nats"}
@@ -77,8 +77,13 @@ def test_estimator_bias_after_training(family, series, make_spec, workdir, mlflo
 
 
 def test_estimator_bias_needs_a_series_model(make_spec, workdir, mlflow_uri, experiment) -> None:
-    spec = make_spec("e4-realnvp-r0", train__steps=10, train__eval_every=10, train__checkpoint_every=10)
-    spec["config"]["analysis"] = {"kind": "estimator_bias", "terms": [1], "repeats": 2, "points": 4}
+    spec = make_spec(
+        "e4-realnvp-r0",
+        train__steps=10,
+        train__eval_every=10,
+        train__checkpoint_every=10,
+        analysis={"kind": "estimator_bias", "terms": [1], "repeats": 2, "points": 4},
+    )
     result = _run(spec, workdir, mlflow_uri, experiment)
     assert result["status"] == "failed" and result["results"] == []
     assert result["error"].startswith("analysis.kind estimator_bias: estimator_bias_variance needs power-series log-")
@@ -94,8 +99,8 @@ def _fit_spec(make_spec, variant: str, steps: int) -> dict:
         train__eval_every=max(1, steps // 2),
         train__log_every=max(1, steps // 4),
         train__dtype="float64",
+        analysis={"kind": "fit1d", "target": "impflowfunc", "variant": variant, "grid": 200},
     )
-    spec["config"]["analysis"] = {"kind": "fit1d", "target": "impflowfunc", "variant": variant, "grid": 200}
     return spec
 
 

@@ -99,6 +99,6 @@ def test_certificates_and_metrics_refer_to_the_selected_checkpoint(make_spec, wo
     assert best is not None and best.step == best_step
     model = build_model(spec["config"]["model"], (2,)).double()
     model.load_state_dict(torch.load(best.path, weights_only=False)["model"])
-    again = compute_certificates(model, _data(spec).heldout[:PROBE_SIZE], estimator_cfg=spec["config"]["estimator"])
+    again = compute_certificates(model, _data(spec).heldout[:PROBE_SIZE])
     for name in ("inversion_error", "jacobian_condition", "jacobian_norm"):
         assert again[name] == pytest.approx(result["certificates"][name], rel=1e-9, abs=1e-12)
