@@ -34,7 +34,7 @@ from typing import Any, Literal
 # After ConfigError: the wrappers import layers, and modules reached from there may import ConfigError from here.
 from .augment import AUGMENT_OPTIONS, AugmentConfig, augment_flow, augment_part, padded_shape
 from .flow import Flow
-from .options import ConfigError, OptionSpec, check_value, describe_type, specs_of  # noqa: F401 (re-exported)
+from .options import ConfigError, OptionSpec, check_value, describe_type, json_type, specs_of  # noqa: F401 (re-exported)
 from .transform import Transform
 
 Builder = Callable[[tuple[int, ...], Any], "Transform | Flow"]
@@ -372,3 +372,41 @@ def build(name: str, shape: Sequence[int], **config: Any) -> Flow:
         raise exc.within(name) from None
     flow = made if isinstance(made, Flow) else Flow(made, inner_shape, name=name, config=cfg)
     return augment_flow(flow, shp, augment)
+
+
+def defaults(name: str, kind: str = "vectors", preset: str | None = None) -> dict[str, Any]:
+    """The resolved options of family ``name`` for ``kind`` of data (and a named preset), as a flat dict."""
+    shape = (2,) if kind == "vectors" else (1, 8, 8)
+    return dataclasses.asdict(resolve_config(name, shape, **({"preset": preset} if preset else {})))
+
+
+def json_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of family ``name``'s options (the declarations: type, range, default for vectors, doc; the
+    tunable ones carry ``x-search``: their default search range and spaces)."""
+    properties: dict[str, Any] = {"family": {"const": name}}
+    for key, spec in options(name).items():
+        prop = json_type(spec.annotation, spec.bounds)
+        prop["description"] = spec.doc
+        if key != "preset":
+            prop["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        if spec.applies:
+            prop["x-applies"] = spec.applies
+        if spec.search is not None:
+            prop["x-search"] = {
+                "spaces": list(spec.spaces),
+                **{k: v for k, v in dataclasses.asdict(spec.search).items() if v is not None and v is not False},
+            }
+        properties[key] = prop
+    fam = family(name)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"nflab model options: {name}",
+        "description": fam.summary,
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "x-presets": {
+            p: {k: list(v) if isinstance(v, tuple) else v for k, v in vals.items()} for p, vals in fam.presets.items()
+        },
+        "x-by-data": dict(fam.by_data),
+    }

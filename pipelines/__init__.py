@@ -1,7 +1,7 @@
 """nflab.pipelines — what to run: the pipeline schema, loading with line-accurate errors, expansion.
 
-``load_pipeline(path, overrides)`` reads and validates a YAML pipeline, ``expand(pipeline)``
-turns it into ``RunSpec``s (docs/contracts.md), and ``catalog/*.yaml`` ships the seed experiments.
+``load_pipeline(path, overrides)`` reads and validates a YAML pipeline, ``expand(pipeline)`` turns it into
+``RunSpec``s (each run's resolved config: see ``resolve``), and ``catalog/*.yaml`` ships the seed experiments.
 """
 
 from __future__ import annotations
@@ -9,8 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import PipelineError
-from .expand import campaign_fingerprint, expand
-from .loader import CATALOG, check_dataset_available, load_pipeline, load_pipeline_text, pipeline_path
+from .expand import campaign_fingerprint, expand, planned_runs
+from .loader import (
+    CATALOG,
+    CampaignTooLarge,
+    check_dataset_available,
+    load_pipeline,
+    load_pipeline_text,
+    pipeline_path,
+)
 from .schema import Pipeline, RunConfig, RunSpec
 
 
@@ -28,6 +35,7 @@ def list_catalog() -> list[str]:
 
 
 __all__ = [
+    "CampaignTooLarge",
     "Pipeline",
     "PipelineError",
     "RunConfig",
@@ -40,4 +48,5 @@ __all__ = [
     "load_pipeline",
     "load_pipeline_text",
     "pipeline_path",
+    "planned_runs",
 ]

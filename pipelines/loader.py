@@ -19,7 +19,7 @@ from nflab.flows.data import DatasetFileError, DatasetFormatError, load_images
 
 from .describe import from_validation_error
 from .errors import Invalid, PipelineError, format_path
-from .expand import expand
+from .expand import expand, planned_runs
 from .locate import Locator
 from .matrix import check_path
 from .schema import Pipeline
@@ -29,8 +29,24 @@ CATALOG = Path(__file__).parent / "catalog"
 TOP_LEVEL_SETTABLE = ("name", "repeats")
 
 
-def load_pipeline(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Pipeline:
-    """Load the pipeline at ``path`` (or a catalog name such as ``e2-toy-quick``) with ``--set`` overrides."""
+class CampaignTooLarge(PipelineError):
+    """A campaign of more runs than allowed (``planned``: how many), refused before it is expanded."""
+
+    def __init__(self, where: str, planned: int, limit: int, pipeline: Pipeline) -> None:
+        self.planned, self.limit, self.pipeline = planned, limit, pipeline
+        problem = (
+            f"{planned:,} runs is more than the limit of {limit:,} (NFLAB_MAX_RUNS); "
+            "plan it with --dry-run, or confirm with --yes"
+        )
+        super().__init__(where, "matrix", problem)
+
+
+def load_pipeline(
+    path: str | os.PathLike[str], overrides: Sequence[str] = (), *, max_runs: int | None = None
+) -> Pipeline:
+    """Load the pipeline at ``path`` (or a catalog name such as ``e2-toy-quick``) with ``--set`` overrides.
+
+    ``max_runs``: refuse (:class:`CampaignTooLarge`) a campaign of more runs, counted before expanding it."""
     file = pipeline_path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -39,7 +55,7 @@ def load_pipeline(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -
         raise PipelineError(str(path), "", f"no such pipeline file (catalog pipelines: {names})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(str(path), "", f"cannot read the file: {exc}") from None
-    return load_pipeline_text(text, file.name, overrides)
+    return load_pipeline_text(text, file.name, overrides, max_runs=max_runs)
 
 
 def pipeline_path(path: str | os.PathLike[str]) -> Path:
@@ -50,8 +66,11 @@ def pipeline_path(path: str | os.PathLike[str]) -> Path:
     return file
 
 
-def load_pipeline_text(text: str, filename: str = "<string>", overrides: Sequence[str] = ()) -> Pipeline:
-    """Parse and validate pipeline YAML ``text``; ``filename`` is what error messages call it."""
+def load_pipeline_text(
+    text: str, filename: str = "<string>", overrides: Sequence[str] = (), *, max_runs: int | None = None
+) -> Pipeline:
+    """Parse and validate pipeline YAML ``text`` (and every run it expands to); ``filename`` is what error messages
+    call it; ``max_runs`` as in :func:`load_pipeline`."""
     try:
         data, lines = parse_with_lines(text)
     except YamlSyntaxError as exc:
@@ -70,6 +89,10 @@ def load_pipeline_text(text: str, filename: str = "<string>", overrides: Sequenc
         raise locator.error(from_validation_error(exc, data, Pipeline)) from None
     pipeline._locator = locator
     pipeline._overrides = set_values
+    pipeline._source = text
+    planned = planned_runs(pipeline)
+    if max_runs is not None and planned > max_runs:
+        raise CampaignTooLarge(locator.where(("matrix",)) if pipeline.matrix else filename, planned, max_runs, pipeline)
     expand(pipeline)
     return pipeline
 
@@ -128,7 +151,7 @@ def check_dataset_available(pipeline: Pipeline, data_root: str | os.PathLike[str
     """
     locator: Locator = pipeline._locator or Locator()
     seen: set[str] = set()
-    for run in expand(pipeline):
+    for run in expand(pipeline):  # expanded once, at load
         name = run.config["dataset"]["name"]
         if name in seen or run.config["dataset"]["n_bins"] is None or name == "digits":
             continue

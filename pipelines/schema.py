@@ -230,6 +230,7 @@ class Pipeline(Section):
     _locator: Any = PrivateAttr(default=None)
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
     _runs: Any = PrivateAttr(default=None)  # the expansion (``expand``), computed once
+    _source: str = PrivateAttr(default="")  # the YAML text it was loaded from
 
 
 class RunConfig(Section):
@@ -255,7 +256,8 @@ class RunConfig(Section):
 
 
 class RunSpec(BaseModel):
-    """One run of a campaign (docs/contracts.md); ``model_dump()`` is JSON-serialisable."""
+    """One run of a campaign: its resolved config (what the store keeps, the config hash is taken of and the worker
+    receives), key, seed and matrix values; ``model_dump()`` is JSON-serialisable."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -33,11 +33,15 @@ from nflab.tracking import ensure_experiment
 
 @dataclass
 class PreparedCampaign:
-    pipeline: Pipeline
+    """A campaign resolved once: its name, every run's resolved spec (what the worker receives), the pipeline text
+    (kept with the campaign), its fingerprint; ``pipeline`` when it was just loaded from YAML."""
+
+    name: str
     specs: list[dict[str, Any]]
     yaml_text: str
     fingerprint: str
     filename: str = "<pipeline>"
+    pipeline: Pipeline | None = None
 
 
 @dataclass
@@ -52,17 +56,91 @@ class CampaignOutcome:
         return [k for k, r in self.results.items() if r.get("status") != "finished"]
 
 
-def prepare(path: str | Path, overrides: Sequence[str], settings: Settings) -> PreparedCampaign:
-    """Validate everything before anything is written: the YAML, every expanded run, the data files, and that
-    every value fits its column of the store."""
-    pipeline = load_pipeline(path, overrides)
+def prepare(
+    path: str | Path, overrides: Sequence[str], settings: Settings, *, confirmed: bool = False
+) -> PreparedCampaign:
+    """Validate everything before anything is written: the size of the campaign (at most ``settings.max_runs``
+    runs unless ``confirmed``), the YAML, every expanded run, the data files, and that every value fits its column
+    of the store. The campaign is expanded once, here."""
+    pipeline = load_pipeline(path, overrides, max_runs=None if confirmed else settings.max_runs)
     check_dataset_available(pipeline, str(settings.data_root))
     specs = [spec.model_dump(mode="json") for spec in expand(pipeline)]
-    _check_fits_store(pipeline_path(path).name, pipeline.name, specs)
-    text = pipeline_path(path).read_text()
-    if overrides:
-        text += "".join(f"\n# --set {o}" for o in overrides)
-    return PreparedCampaign(pipeline, specs, text, campaign_fingerprint(pipeline), pipeline_path(path).name)
+    filename = pipeline_path(path).name
+    _check_fits_store(filename, pipeline.name, specs)
+    text = pipeline._source + "".join(f"\n# --set {o}" for o in overrides)
+    return PreparedCampaign(pipeline.name, specs, text, campaign_fingerprint(pipeline), filename, pipeline)
+
+
+def stored_campaign(store: Store, campaign_id: str) -> PreparedCampaign:
+    """A campaign as ``submit`` stored it: its resolved run specs, read back from the store (the driver of a submitted
+    campaign runs exactly these; it never reads or resolves the YAML again)."""
+    camp = store.get_campaign(campaign_id)
+    specs = [
+        {
+            "campaign": camp["name"],
+            "run_key": r["run_key"],
+            "config_hash": r["config_hash"],
+            "seed": r["seed"],
+            "repeat": r["repeat"],
+            "overrides": {},
+            "config": r["config"],
+        }
+        for r in store.list_runs(camp["id"])
+    ]
+    return PreparedCampaign(camp["name"], specs, camp["pipeline_yaml"], camp["fingerprint"], camp["name"])
+
+
+def existing_statuses(prepared: PreparedCampaign, settings: Settings) -> tuple[str | None, dict[str, str]]:
+    """The campaign a ``nflab run`` of this pipeline would resume (its id, or None) and its runs' statuses — read
+    without writing anything: a SQLite store that does not exist is not created, nothing is migrated."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from nflab.settings import sqlite_path
+
+    path = sqlite_path(settings.db_url)
+    if path is not None and not path.exists():
+        return None, {}
+    store = Store(settings.db_url, auto_migrate=False)
+    try:
+        campaign_id = store.find_campaign_by_fingerprint(prepared.fingerprint)
+        if campaign_id is None:
+            return None, {}
+        return campaign_id, {r["run_key"]: r["status"] for r in store.list_runs(campaign_id)}
+    except SQLAlchemyError:
+        return None, {}  # a store of another version or none reachable: nothing is known to be finished
+    finally:
+        store.close()
+
+
+def plan_campaign(prepared: PreparedCampaign, settings: Settings) -> dict[str, Any]:
+    """What ``nflab run`` would do, computed without writing anything: every run with its config hash, the options
+    that vary between runs, its resources and budget, and its status in the campaign a run would resume."""
+    campaign_id, status = existing_statuses(prepared, settings)
+    runs = [
+        {
+            "run_key": s["run_key"],
+            "config_hash": s["config_hash"],
+            "seed": s["seed"],
+            "varying": s["overrides"],
+            "cpu": s["config"]["resources"]["cpu"],
+            "gpu": s["config"]["resources"]["gpu"],
+            "steps": s["config"]["train"]["steps"],
+            "status": status.get(s["run_key"], "new"),
+        }
+        for s in prepared.specs
+    ]
+    return {
+        "pipeline": prepared.name,
+        "runs": len(runs),
+        "configurations": len({r["config_hash"] for r in runs}),
+        "varying": sorted({k for r in runs for k in r["varying"]}),
+        "steps": sum(r["steps"] for r in runs),
+        "cpu": max((r["cpu"] for r in runs), default=0),
+        "gpu": max((r["gpu"] for r in runs), default=0),
+        "resumes": campaign_id,
+        "finished": sum(r["status"] == "finished" for r in runs),
+        "plan": runs,
+    }
 
 
 def _check_fits_store(filename: str, name: str, specs: list[dict[str, Any]]) -> None:
@@ -120,8 +198,8 @@ def open_campaign(store: Store, prepared: PreparedCampaign, settings: Settings, 
         existing = store.find_campaign_by_fingerprint(prepared.fingerprint)
         if existing is not None:
             return existing
-    campaign_id = store.create_campaign(prepared.pipeline.name, prepared.fingerprint, prepared.yaml_text)
-    experiment_id = ensure_experiment(settings, experiment_name(prepared.pipeline.name, campaign_id))
+    campaign_id = store.create_campaign(prepared.name, prepared.fingerprint, prepared.yaml_text)
+    experiment_id = ensure_experiment(settings, experiment_name(prepared.name, campaign_id))
     store.set_mlflow_experiment_id(campaign_id, experiment_id)
     return campaign_id
 
@@ -145,7 +223,7 @@ def run_campaign(
     """Run every unfinished run of the campaign on Ray and record each result as it arrives."""
     from nflab.workers import ensure_ray, run_specs
 
-    outcome = CampaignOutcome(campaign_id, prepared.pipeline.name)
+    outcome = CampaignOutcome(campaign_id, prepared.name)
     try:
         store.get_campaign(campaign_id)
     except StoreLookupError:
@@ -187,7 +265,7 @@ def run_campaign(
                 todo,
                 workdir=str(settings.home / "runs" / campaign_id),
                 tracking_uri=settings.mlflow_tracking_uri,
-                experiment_name=experiment_name(prepared.pipeline.name, campaign_id),
+                experiment_name=experiment_name(prepared.name, campaign_id),
                 run_ids=run_ids,
                 data_root=str(settings.data_root),
                 on_result=finished,

@@ -127,11 +127,20 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 def run(
-    pipeline: Annotated[Path, typer.Argument(help="pipeline YAML (see pipelines/catalog/)")],
+    pipeline: Annotated[
+        Path | None, typer.Argument(help="pipeline YAML (see pipelines/catalog/); omit with --campaign")
+    ] = None,
     set_: Annotated[list[str], typer.Option("--set", help="override: dotted.path=value (repeatable)")] = [],  # noqa: B006
     address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS or a local Ray)")] = None,
     fresh: Annotated[bool, typer.Option(help="start a new campaign instead of resuming the same pipeline's")] = False,
-    campaign: Annotated[str | None, typer.Option(help="run into this existing campaign id (used by submit)")] = None,
+    campaign: Annotated[
+        str | None, typer.Option(help="drive this stored campaign (its resolved runs; used by submit) or run into it")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="print the expanded campaign (runs, varying options, status); write nothing"),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm a campaign of more runs than NFLAB_MAX_RUNS")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
 ) -> None:
     """Run a pipeline's campaign to completion with a progress bar, then print a summary."""
@@ -141,7 +150,14 @@ def run(
         from nflab.workers.raynet import check_address
 
         settings = _settings()
-        prepared = prepare(pipeline, set_, settings)  # the pipeline is valid and fits the store: nothing written yet
+        if pipeline is None and campaign is None:
+            raise BadInput("PIPELINE: missing; allowed: a pipeline file or catalog name, or --campaign ID")
+        if dry_run:
+            if pipeline is None:
+                raise BadInput("--dry-run: plans a PIPELINE; a stored campaign is already planned (nflab status ID)")
+            return _dry_run(pipeline, set_, settings, confirmed=yes, json_out=json_out)
+        if pipeline is not None:
+            prepared = prepare(pipeline, set_, settings, confirmed=yes)  # valid, fits the store: nothing written yet
         check_address(address or settings.ray_address)  # an unusable Ray address too (within seconds)
 
         # the store's set-up (connection, migrations) overlaps with Ray's start-up
@@ -151,6 +167,10 @@ def run(
 
             ensure_ray(address or settings.ray_address)
             store = opened.result()
+        if pipeline is None:
+            from nflab.campaign import stored_campaign
+
+            prepared = stored_campaign(store, campaign)  # type: ignore[arg-type]
         check_resources(prepared, node_capacities())  # a run no node can host would wait forever
         campaign_id = campaign or open_campaign(store, prepared, settings, fresh=fresh)
         total_steps = sum(s["config"]["train"]["steps"] for s in prepared.specs)
@@ -166,7 +186,7 @@ def run(
             disable=json_out,
             transient=False,
         ) as progress:
-            bar = progress.add_task(f"{prepared.pipeline.name} steps", total=total_steps, info="")
+            bar = progress.add_task(f"{prepared.name} steps", total=total_steps, info="")
             runs_bar = progress.add_task("runs", total=len(prepared.specs), info="")
 
             def on_progress(run_key: str, step: int, total: int, metrics: dict[str, Any]) -> None:
@@ -200,12 +220,56 @@ def run(
         if json_out:
             _print_json({"campaign_id": campaign_id, "runs": runs, "failed": outcome.failed})
         else:
-            console.print(
-                _runs_table(store, campaign_id, title=f"campaign {campaign_id[:8]} — {prepared.pipeline.name}")
-            )
+            console.print(_runs_table(store, campaign_id, title=f"campaign {campaign_id[:8]} — {prepared.name}"))
         return EXIT_RUN_FAILED if outcome.failed else EXIT_OK
 
     _guard(body)
+
+
+DRY_RUN_ROWS = 50  # runs listed in the table (--json lists every one)
+
+
+def _dry_run(pipeline: Path, overrides: list[str], settings: Settings, *, confirmed: bool, json_out: bool) -> int:
+    """``nflab run --dry-run``: the plan, written nowhere (see ``nflab.campaign.plan_campaign``)."""
+    from nflab.campaign import plan_campaign, prepare
+    from nflab.pipelines import CampaignTooLarge
+
+    try:
+        prepared = prepare(pipeline, overrides, settings, confirmed=confirmed)
+    except CampaignTooLarge as exc:  # counted, not expanded
+        summary = {"pipeline": exc.pipeline.name, "runs": exc.planned, "limit": exc.limit, "expanded": False}
+        if json_out:
+            _print_json(summary)
+        else:
+            console.print(
+                f"{exc.pipeline.name}: {exc.planned:,} runs, more than NFLAB_MAX_RUNS={exc.limit:,}: not expanded "
+                "(add --yes to expand and list them; nothing was written)",
+                highlight=False,
+            )
+        return EXIT_OK
+    plan = plan_campaign(prepared, settings)
+    if json_out:
+        _print_json({**plan, "expanded": True})
+        return EXIT_OK
+    resumes = f"; resumes campaign {plan['resumes'][:8]} ({plan['finished']} finished)" if plan["resumes"] else ""
+    title = (
+        f"{plan['pipeline']}: {plan['runs']:,} runs, {plan['configurations']:,} configurations, "
+        f"{plan['steps']:,} steps, up to {plan['cpu']:g} CPU / {plan['gpu']:g} GPU per run{resumes} — dry run"
+    )
+    table = SafeTable(title=title)
+    for col in ("run", "config", "seed", "varying options", "cpu", "gpu", "steps", "status"):
+        table.add_column(col)
+    for r in plan["plan"][:DRY_RUN_ROWS]:
+        varying = ", ".join(f"{k}={json.dumps(v)}" for k, v in r["varying"].items())
+        table.add_row(
+            r["run_key"], r["config_hash"][:8], str(r["seed"]), varying, f"{r['cpu']:g}", f"{r['gpu']:g}",
+            str(r["steps"]), r["status"],
+        )  # fmt: skip
+    console.print(table)
+    if plan["runs"] > DRY_RUN_ROWS:
+        console.print(f"… and {plan['runs'] - DRY_RUN_ROWS:,} more runs (--json lists every one)", highlight=False)
+    console.print("nothing was written", highlight=False)
+    return EXIT_OK
 
 
 def _runs_table(store: Store, campaign_id: str, *, title: str) -> SafeTable:
@@ -418,29 +482,68 @@ def logs(
 
 
 @app.command()
-def models(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
-    """The flow families and their options (defaults are the published ones)."""
+def models(
+    family: Annotated[str | None, typer.Argument(help="a family: its options (default per preset, range, doc)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the JSON Schema of the options")] = False,
+) -> None:
+    """The flow families, or one family's options: type and range, default for vectors and per preset, doc."""
 
     def body() -> int:
         import nflab.flows as F
+        from nflab.flows.registry import defaults, json_schema
+        from nflab.flows.registry import family as get_family
 
-        data = {
-            name: {k: {"default": v.default, "allowed": v.allowed, "doc": v.doc} for k, v in F.options(name).items()}
-            for name in F.available()
-        }
-        if json_out:
-            _print_json(data)
-            return EXIT_OK
-        for name, opts in data.items():
-            table = SafeTable(title=name)
-            for col in ("option", "default", "allowed", "description"):
+        if family is None:
+            if json_out:
+                _print_json({name: json_schema(name) for name in F.available()})
+                return EXIT_OK
+            table = SafeTable(title="flow families (nflab models FAMILY for the options)")
+            for col in ("family", "summary", "presets", "options"):
                 table.add_column(col)
-            for key, spec in opts.items():
-                table.add_row(key, repr(spec["default"]), spec["allowed"], spec["doc"])
+            for name in F.available():
+                fam = get_family(name)
+                table.add_row(name, fam.summary, ", ".join(fam.presets), str(len(F.options(name)) - 1))
             console.print(table)
+            return EXIT_OK
+        fam = get_family(family)  # an unknown name is a ConfigError: one line, exit 2
+        if json_out:
+            _print_json(json_schema(family))
+            return EXIT_OK
+        presets = list(fam.presets)
+        columns = {"vectors": defaults(family, "vectors")}
+        columns.update({p: defaults(family, "images" if p in fam.by_data.values() else "vectors", p) for p in presets})
+        by_data = ", ".join(f"{kind}: {p}" for kind, p in fam.by_data.items())
+        table = SafeTable(title=f"{family}: {fam.summary}" + (f" (default preset for {by_data})" if by_data else ""))
+        for col in ("option", "allowed", "default", *presets, "tunable", "description"):
+            table.add_column(col)
+        for key, spec in F.options(family).items():
+            if key == "preset":
+                continue
+            shown = [_show(columns["vectors"].get(key, spec.default))]
+            for p in presets:
+                value = columns[p].get(key, spec.default)
+                shown.append("" if _same_value(value, columns["vectors"].get(key, spec.default)) else _show(value))
+            search = spec.search
+            tunable = ""
+            if search is not None:
+                rng = (
+                    f"[{search.low:g}, {search.high:g}]{' log' if search.log else ''}" if search.low is not None else ""
+                )
+                tunable = " ".join(x for x in (",".join(spec.spaces), rng) if x)
+            table.add_row(key, spec.allowed, *shown, tunable, spec.doc)
+        console.print(table)
+        console.print("a preset column shows only the values that differ from the default", highlight=False)
         return EXIT_OK
 
     _guard(body)
+
+
+def _show(value: Any) -> str:
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return _show(a) == _show(b)
 
 
 @app.command()
@@ -448,23 +551,23 @@ def submit(
     pipeline: Annotated[Path, typer.Argument(help="pipeline YAML")],
     set_: Annotated[list[str], typer.Option("--set", help="override: dotted.path=value (repeatable)")] = [],  # noqa: B006
     address: Annotated[str | None, typer.Option(help="Ray dashboard address, e.g. http://head:8265")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm a campaign of more runs than NFLAB_MAX_RUNS")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Submit a campaign and return its id at once (Ray Jobs API; a background process when local)."""
 
     def body() -> int:
         from nflab.campaign import end_campaign, open_campaign, prepare
-        from nflab.pipelines import pipeline_path
         from nflab.submit import plan, start
 
         settings = _settings()
-        prepared = prepare(pipeline, set_, settings)
+        prepared = prepare(pipeline, set_, settings, confirmed=yes)
         target = plan(address, settings)  # the cluster answers and takes the token, before anything is written
         store = _store(settings)
         campaign_id = open_campaign(store, prepared, settings, fresh=True)
         store.add_runs(campaign_id, prepared.specs)
         try:
-            submission_id = start(target, pipeline_path(pipeline), set_, campaign_id, settings)
+            submission_id = start(target, campaign_id, settings)
         except Exception as exc:
             end_campaign(store, settings, campaign_id, "failed", f"submit failed: {_one_line(exc)}")
             raise

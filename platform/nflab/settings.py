@@ -20,7 +20,9 @@ ENV_VARS: dict[str, str] = {
     "RAY_ADDRESS": "ray_address",
     "NFLAB_OPTUNA_URL": "optuna_url",
     "NFLAB_DATA": "data_root",
+    "NFLAB_MAX_RUNS": "max_runs",
 }
+DEFAULT_MAX_RUNS = 10_000  # a campaign above this many runs is refused unless confirmed (``--yes``)
 
 _USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@/\s]*)@")
 _QUERY_SECRET = re.compile(r"(?P<key>[?&;](?:password|passwd|pwd|token|secret|api_key)=)(?P<val>[^&;\s]*)", re.I)
@@ -57,6 +59,7 @@ class Settings:
     ray_address: str | None
     optuna_url: str
     data_root: Path
+    max_runs: int = DEFAULT_MAX_RUNS
 
     @property
     def is_sqlite(self) -> bool:
@@ -115,6 +118,7 @@ def load_settings(**overrides: Any) -> Settings:
         "ray_address": _env("RAY_ADDRESS"),
         "optuna_url": _env("NFLAB_OPTUNA_URL") or str(home / "optuna.journal"),
         "data_root": Path(_env("NFLAB_DATA") or home / "data").expanduser(),
+        "max_runs": _positive_int("NFLAB_MAX_RUNS", _env("NFLAB_MAX_RUNS"), DEFAULT_MAX_RUNS),
     }
     settings = Settings(**values)
     rest = {k: v for k, v in overrides.items() if k != "home" and v is not None}
@@ -124,6 +128,14 @@ def load_settings(**overrides: Any) -> Settings:
     settings = replace(settings, **rest)
     check_settings(settings)
     return settings
+
+
+def _positive_int(var: str, text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise SettingsError(var, text, "a positive integer")
+    return int(text)
 
 
 def check_settings(settings: Settings) -> None:

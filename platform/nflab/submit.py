@@ -1,8 +1,9 @@
 """Detached campaigns: ``nflab submit`` returns at once and the campaign's driver runs elsewhere.
 
 With a Ray Jobs address (``--address http://head:8265`` or an http ``RAY_ADDRESS``) the driver is a Ray *job*
-submitted through the Jobs API (not Ray Client): its entrypoint is ``python -m nflab.cli run <file> --campaign
-<id>``, the resolved pipeline file travels in the job's working_dir, and the cluster's own environment supplies
+submitted through the Jobs API (not Ray Client): its entrypoint is ``python -m nflab.cli run --campaign <id>``,
+which drives the campaign's resolved runs as ``submit`` stored them (no YAML travels or is resolved again), and
+the cluster's own environment supplies
 nflab (``python`` on the PATH of ``ray start``), the store URLs and their credentials — nothing secret goes into
 the job's metadata or runtime_env. Without one, the driver is a local background process (``local:<pid>``),
 logging to ``$NFLAB_HOME/campaigns/<id>.log``. Ray never retries a job: re-submitting resumes from checkpoints.
@@ -24,9 +25,8 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,31 +104,22 @@ def _hidden_env(*names: str) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def run_command(pipeline_arg: str, overrides: Sequence[str], campaign_id: str) -> list[str]:
-    """``nflab run`` arguments (without the program) that drive ``campaign_id``."""
-    cmd = ["run", pipeline_arg, "--campaign", campaign_id]
-    for item in overrides:
-        cmd += ["--set", item]
-    return cmd
+def run_command(campaign_id: str) -> list[str]:
+    """``nflab run`` arguments (without the program) that drive the stored campaign ``campaign_id``: its resolved
+    runs come from the store, so the job neither needs the YAML nor resolves it again."""
+    return ["run", "--campaign", campaign_id]
 
 
-def start(target: Plan, pipeline_file: Path, overrides: Sequence[str], campaign_id: str, settings: Settings) -> str:
-    """Start the campaign's driver and return its submission id (``nflab-<id>`` or ``local:<pid>``).
-
-    ``pipeline_file`` is the resolved file (a catalog name already turned into its path).
-    """
+def start(target: Plan, campaign_id: str, settings: Settings) -> str:
+    """Start the campaign's driver and return its submission id (``nflab-<id>`` or ``local:<pid>``)."""
     if target.client is not None:
-        with tempfile.TemporaryDirectory(prefix="nflab-submit-") as staging:
-            (Path(staging) / pipeline_file.name).write_text(pipeline_file.read_text())
-            args = run_command(pipeline_file.name, overrides, campaign_id)
-            entrypoint = shlex.join(["python", "-m", "nflab.cli", *args])
-            return target.client.submit_job(
-                entrypoint=entrypoint,
-                submission_id=f"{JOB_PREFIX}{campaign_id}",
-                runtime_env={"working_dir": staging},
-                metadata={"nflab.campaign": campaign_id},
-            )
-    cmd = [sys.executable, "-m", "nflab.cli", *run_command(str(pipeline_file.resolve()), overrides, campaign_id)]
+        entrypoint = shlex.join(["python", "-m", "nflab.cli", *run_command(campaign_id)])
+        return target.client.submit_job(
+            entrypoint=entrypoint,
+            submission_id=f"{JOB_PREFIX}{campaign_id}",
+            metadata={"nflab.campaign": campaign_id},
+        )
+    cmd = [sys.executable, "-m", "nflab.cli", *run_command(campaign_id)]
     if target.ray_address:
         cmd += ["--address", target.ray_address]
     log_path = local_log(settings, campaign_id)
