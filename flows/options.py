@@ -153,7 +153,7 @@ def describe_type(annotation: Any) -> str:
     if annotation is type(None):
         return "null"
     if origin is tuple:
-        return f"a list of {describe_type(typing.get_args(annotation)[0])[2:].lstrip()}s"
+        return f"a non-empty list of {describe_type(typing.get_args(annotation)[0])[2:].lstrip()}s"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(annotation, str(annotation))
 
 
@@ -203,7 +203,7 @@ def check_value(loc: Loc, annotation: Any, value: Any, bounds: tuple[tuple[str, 
     if origin is tuple:
         item = typing.get_args(annotation)[0]
         if not isinstance(value, list | tuple) or not value:
-            raise ConfigError(loc, value, f"a non-empty {allowed[2:]}")
+            raise ConfigError(loc, value, allowed)
         return tuple(check_value((*loc, i), item, v, bounds) for i, v in enumerate(value))
     if annotation is bool:
         if isinstance(value, bool):

@@ -59,8 +59,8 @@ def estimator_options(family: str, model: dict[str, Any], estimator: dict[str, A
     """``{section key: model option}`` of the ``estimator`` section's keys that apply to ``family`` (it declares the
     option) and that the model section does not set itself (the model's own option wins)."""
     fam = flows.registry.family(family)
-    base = (model.get("base") or fam.default_base) if fam.wraps_base else None
-    specs = flows.options(family, base=base)
+    base = model.get("base") if model.get("base") in flows.registry.base_families() else fam.default_base
+    specs = flows.options(family, base=base if fam.wraps_base else None)
     out = {}
     for key, value in estimator.items():
         name = ESTIMATOR_OPTION.get(key, key)
@@ -90,7 +90,7 @@ def _resolve_model(model_json: str, kind: str, estimator_json: str) -> dict[str,
         raise Invalid(("model", "family"), f"{family!r} is not one of: {', '.join(allowed)}")
     fam = flows.registry.family(family)
     base = options.get("base") if fam.wraps_base else None
-    specs = flows.options(family, base=base if isinstance(base, str) else fam.default_base)
+    specs = flows.options(family, base=base if base in flows.registry.base_families() else fam.default_base)
     for key in options:
         if key not in specs:
             raise Invalid(("model", key), f"{key!r} is not an option of {family}; allowed: {', '.join(specs)}")

@@ -35,6 +35,9 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
+Steps = Annotated[int, Field(gt=0, le=10**9)]  # a count of steps (or samples): positive, and one that can end
+Batch = Annotated[int, Field(gt=0, le=10**6)]
+Samples = Annotated[int, Field(gt=0, le=10**8)]
 PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 UnitOpen = Annotated[float, Field(gt=0, lt=1)]
@@ -57,9 +60,9 @@ class DatasetSpec(Section):
     """
 
     name: DatasetName | None = None
-    test_samples: PosInt = 10000
-    validation_samples: PosInt | None = None
-    train_subset: PosInt | None = None
+    test_samples: Samples = 10000
+    validation_samples: Samples | None = None
+    train_subset: Samples | None = None
     n_bins: PosInt | None = None
 
 
@@ -99,18 +102,18 @@ class EstimatorSpec(Section):
 class TrainSpec(Section):
     """Optimisation loop: steps, batch, optimiser, schedule, logging cadence, seed, dtype and device."""
 
-    steps: PosInt = 5000
-    batch_size: PosInt = 500
+    steps: Steps = 5000
+    batch_size: Batch = 500
     lr: PosFloat = 1e-3
     optimizer: Literal["adam", "adamax"] = "adam"
     betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.9, 0.999]
     weight_decay: NonNegFloat = 0.0
-    warmup_steps: NonNegInt = 0
+    warmup_steps: Annotated[int, Field(ge=0, le=10**9)] = 0
     grad_clip: PosFloat | None = None
     ema: UnitOpen | None = None
-    eval_every: PosInt = 500
-    checkpoint_every: PosInt = 1000
-    log_every: PosInt = 50
+    eval_every: Steps = 500
+    checkpoint_every: Steps = 1000
+    log_every: Steps = 50
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -125,9 +128,9 @@ class EvalSpec(Section):
     0 — off — for images).
     """
 
-    batch_size: PosInt = 1000
+    batch_size: Batch = 1000
     exact: Literal["auto"] | bool = "auto"
-    samples: PosInt = 20000
+    samples: Samples = 20000
     best_metric: Literal["nats", "bpd"] | None = None
     average_last: NonNegInt | None = None
 
@@ -168,19 +171,23 @@ class AnalysisSpec(Section):
     """
 
     kind: Literal["none", "estimator_bias", "fit1d"] = "none"
-    terms: Annotated[list[PosInt], Field(min_length=1)] = Field(default_factory=lambda: list(range(1, 21)))
-    repeats: Annotated[int, Field(ge=2)] = 100
-    points: PosInt = 256
+    terms: Annotated[list[Annotated[int, Field(gt=0, le=1000)]], Field(min_length=1)] = Field(
+        default_factory=lambda: list(range(1, 21))
+    )
+    repeats: Annotated[int, Field(ge=2, le=10**6)] = 100
+    points: Batch = 256
     target: Literal[ONED_TARGETS] = "impflowfunc"  # type: ignore[valid-type]
     variant: Literal[FIT1D_VARIANTS] = "scaled_monotone"  # type: ignore[valid-type]
     branch: Literal[BRANCHES] = "dense"  # type: ignore[valid-type]
     activation: Literal[tuple(ACTIVATIONS)] = "cpila"  # type: ignore[valid-type]
     coeff: UnitOpen = 0.98
-    hidden: Annotated[list[PosInt], Field(min_length=1)] = Field(default_factory=lambda: [64, 64])
-    dense_depth: PosInt = 3
-    dense_growth: PosInt = 16
+    hidden: Annotated[list[Annotated[int, Field(gt=0, le=65536)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [64, 64]
+    )
+    dense_depth: Annotated[int, Field(gt=0, le=100)] = 3
+    dense_growth: Annotated[int, Field(gt=0, le=65536)] = 16
     lip_coeff: UnitHalfOpen = 0.99
-    grid: Annotated[int, Field(ge=2)] = 1000
+    grid: Annotated[int, Field(ge=2, le=10**7)] = 1000
 
     @field_validator("terms")
     @classmethod
@@ -224,7 +231,7 @@ class Pipeline(Section):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
-    repeats: PosInt = 1
+    repeats: Annotated[int, Field(gt=0, le=10**6)] = 1
     tags: dict[str, str] | None = None
 
     _locator: Any = PrivateAttr(default=None)

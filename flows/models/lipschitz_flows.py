@@ -18,6 +18,7 @@ from torch import nn
 
 from ..blocks import ImplicitBlock, MonotoneBlock, ResidualBlock
 from ..layers import ActNorm, FactorOut, Flattened, LearnedGaussian, Squeezed
+from ..layers.activations import ACTIVATIONS
 from ..layers.dense import dense_net
 from ..layers.lipschitz import SpectralLinear, set_power_budgets
 from ..layers.lipschitz_nets import lipschitz_convnet, lipschitz_mlp
@@ -118,6 +119,13 @@ class DenseBranch:
     start_learnable_concat: int = option(
         25000, "dense branch: optimiser steps with the concatenation fixed (images: 19550 ≈ 25 CIFAR-10 epochs)", ge=0
     )
+
+    def validate(self) -> None:
+        """A channel-doubling activation (CLipSwish, CPila) splits each layer's growth in two halves."""
+        if ACTIVATIONS[self.activation].doubles_channels:  # type: ignore[attr-defined]
+            for key in ("dense_growth", "fc_dense_growth"):
+                value = getattr(self, key)
+                require(value % 2 == 0, key, value, f"an even integer (activation {self.activation} doubles channels)")  # type: ignore[attr-defined]
 
 
 def images_preset(branch: Branch, **family: Any) -> dict[str, Any]:
