@@ -18,7 +18,7 @@ from .hashing import canonical_json, config_hash, derive_seed, sha256_hex
 from .locate import Locator, show
 from .matrix import Combo, check_matrix, combinations, flat_overrides, set_path
 from .resolve import estimator_options, resolve_run, unused_model_options
-from .schema import SECTIONS, Pipeline, RunSpec
+from .schema import DENSITY_ONLY, SECTIONS, Pipeline, RunSpec
 
 
 def locator_of(pipeline: Pipeline) -> Locator:
@@ -26,9 +26,17 @@ def locator_of(pipeline: Pipeline) -> Locator:
     return pipeline._locator or Locator()
 
 
+def is_fit1d(pipeline: Pipeline) -> bool:
+    """A campaign of E1 regressions: it has a ``fit1d`` section or matrix axis."""
+    return pipeline.fit1d is not None or any(axis.split(".")[0] == "fit1d" for axis in pipeline.matrix)
+
+
 def base_config(pipeline: Pipeline) -> dict[str, Any]:
     """The sections as written (defaults filled; the model holds only the options given)."""
-    raw = {name: getattr(pipeline, name).model_dump() for name in SECTIONS if name != "model"}
+    if is_fit1d(pipeline):
+        fit1d = pipeline.fit1d.model_dump() if pipeline.fit1d is not None else {}
+        return {"fit1d": fit1d, "train": pipeline.train.model_dump(), "resources": pipeline.resources.model_dump()}
+    raw = {name: getattr(pipeline, name).model_dump() for name in SECTIONS if name not in ("model", "fit1d")}
     raw["model"] = pipeline.model.model_dump(exclude_unset=True)
     return raw
 
@@ -88,7 +96,7 @@ class _UnusedEstimatorKeys:
         section = {k: v for k, v in (raw.get("estimator") or {}).items() if v is not None}
         for key in section:
             self.given.setdefault(key, combo)
-        family = config["model"].get("family")
+        family = (config.get("model") or {}).get("family")
         if family is not None and section:
             self.used.update(estimator_options(family, raw.get("model") or {}, section))
 
@@ -117,6 +125,7 @@ def expand(pipeline: Pipeline) -> list[RunSpec]:
     locator = locator_of(pipeline)
     try:
         check_matrix(pipeline.matrix)
+        _check_kind(pipeline)
     except Invalid as exc:
         raise locator.error(exc) from None
     runs: list[RunSpec] = []
@@ -150,6 +159,18 @@ def expand(pipeline: Pipeline) -> list[RunSpec]:
     unused_estimator.check(locator)
     pipeline._runs = runs
     return runs
+
+
+def _check_kind(pipeline: Pipeline) -> None:
+    """A fit1d campaign has no density sections (they would be silently ignored)."""
+    if not is_fit1d(pipeline):
+        return
+    given = [s for s in DENSITY_ONLY if s in pipeline.model_fields_set]
+    given += [a for a in pipeline.matrix if a.split(".")[0] in DENSITY_ONLY]
+    if given:
+        where = ("matrix", given[0]) if "." in given[0] or given[0] in pipeline.matrix else (given[0],)
+        problem = "is not used by a fit1d campaign (a regression of fit1d.target: no dataset, model or eval)"
+        raise Invalid(where, problem)
 
 
 def _duplicate(locator: Locator, first: Combo, second: Combo) -> PipelineError:

@@ -41,9 +41,9 @@ def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         raise from_validation_error(exc, raw, RunConfig) from None
     config = run.model_dump(mode="json")
+    if run.fit1d is not None:
+        return config  # {kind: fit1d, fit1d, train, resources}
     estimator = config.pop("estimator")
-    if run.analysis.kind == "fit1d":
-        return _regression(config)
     config["dataset"] = _dataset(config["dataset"])
     kind = data_kind(config["dataset"]["name"])
     config["model"] = resolve_model(raw.get("model") or {}, kind, estimator)
@@ -111,26 +111,11 @@ def _resolve_model(model_json: str, kind: str, estimator_json: str) -> dict[str,
 def unused_model_options(raw: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """The model options ``raw`` (a run's sections as written) sets that mean nothing for the run's data (vector
     options on images, image options on toy sets): ``(option, value, the data it applies to)``."""
-    family = config["model"]["family"]
-    if family is None:
+    if config.get("kind") == "fit1d":
         return []
+    family = config["model"]["family"]
     written = {k: v for k, v in (raw.get("model") or {}).items() if k != "family"}
     return flows.registry.inapplicable(family, written, data_kind(config["dataset"]["name"]), written=True)
-
-
-def _regression(config: dict[str, Any]) -> dict[str, Any]:
-    """An E1 run (``analysis.kind: fit1d``) fits ``analysis.target`` with blocks built from the analysis options:
-    it has no dataset and no model family, so both are recorded null (and any given ones are left out, like the
-    options of other analysis kinds, so that a matrix may mix density and fit1d runs)."""
-    config["dataset"] = {
-        "name": None,
-        "test_samples": None,
-        "validation_samples": None,
-        "train_subset": None,
-        "n_bins": None,
-    }
-    config["model"] = {"family": None}
-    return config
 
 
 def _dataset(dataset: dict[str, Any]) -> dict[str, Any]:

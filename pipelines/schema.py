@@ -9,7 +9,8 @@ as ``test_samples``), ``eval.best_metric`` (nats for toy sets, bpd for images) a
 toy sets, 0 for images). ``dataset.name`` and ``model.family`` may be left out when a matrix axis supplies them.
 
 The optional ``analysis`` section adds a study to a run (see :class:`AnalysisSpec`); a run's resolved config
-lists it only when its kind is not ``none``, so plain runs keep their config hashes.
+lists it only when its kind is not ``none``. A pipeline with a ``fit1d`` section is a campaign of E1 regressions, a
+run kind of its own (see :class:`Fit1dSpec`).
 """
 
 from __future__ import annotations
@@ -143,11 +144,6 @@ class ResourcesSpec(Section):
     retries: NonNegInt = 2
 
 
-ANALYSIS_FIELDS: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "estimator_bias": ("terms", "repeats", "points"),
-    "fit1d": ("target", "variant", "branch", "activation", "coeff", "grid"),
-}
 FIT1D_BRANCH_FIELDS: dict[str, tuple[str, ...]] = {
     "mlp": ("hidden",),
     "dense": ("dense_depth", "dense_growth", "lip_coeff"),
@@ -155,27 +151,37 @@ FIT1D_BRANCH_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 class AnalysisSpec(Section):
-    """A study attached to a run: ``none`` (default), ``estimator_bias`` (E4) or ``fit1d`` (E1).
+    """A study attached to a density run: ``none`` (default) or ``estimator_bias`` (E4), which runs after the run's
+    training, on its best checkpoint: for every n in ``terms``, the bias and std of the truncated series with n terms
+    and of Russian roulette with n exact terms, against the exact log-det, over ``repeats`` probe draws on the first
+    ``points`` held-out samples (whole-flow sums)."""
 
-    - ``estimator_bias`` runs after the run's training, on its best checkpoint: for every n in ``terms``, the bias
-      and std of the truncated series with n terms and of Russian roulette with n exact terms, against the exact
-      log-det, over ``repeats`` probe draws on the first ``points`` held-out samples (whole-flow sums).
-    - ``fit1d`` replaces density training by a regression (MSE) of the 1-D ``target`` with the two-block
-      ``variant`` (``residual`` R∘R, ``scaled_residual`` R⁺R∘R⁺R, ``scaled_inverse_residual`` R⁺I∘R⁺R,
-      ``scaled_monotone`` R⁺M∘R⁺M); branches are ``mlp`` (``hidden``) or ``dense`` (``dense_depth``,
-      ``dense_growth``, ``lip_coeff``) with ``activation`` and Lipschitz ``coeff``. Steps, batch, lr, seed,
-      dtype and the logging/evaluation cadence come from ``train``; the fit error is the MSE on ``grid`` evenly
-      spaced points of the target's domain. ``dataset``, ``model``, ``estimator`` and ``eval`` are not used and
-      may be left out; the run's config records ``dataset.name`` and ``model.family`` as null.
-    Options of the other kinds are ignored and left out of the resolved config.
-    """
-
-    kind: Literal["none", "estimator_bias", "fit1d"] = "none"
+    kind: Literal["none", "estimator_bias"] = "none"
     terms: Annotated[list[Annotated[int, Field(gt=0, le=1000)]], Field(min_length=1)] = Field(
         default_factory=lambda: list(range(1, 21))
     )
     repeats: Annotated[int, Field(ge=2, le=10**6)] = 100
     points: Batch = 256
+
+    @field_validator("terms")
+    @classmethod
+    def _sorted_terms(cls, terms: list[int]) -> list[int]:
+        return sorted(set(terms))
+
+    def resolved(self) -> dict[str, Any]:
+        """``kind`` and its options (what a run's config records)."""
+        return self.model_dump() if self.kind != "none" else {"kind": "none"}
+
+
+class Fit1dSpec(Section):
+    """E1, a run kind of its own: a regression (MSE) of the 1-D ``target`` with the two-block ``variant``
+    (``residual`` R∘R, ``scaled_residual`` R⁺R∘R⁺R, ``scaled_inverse_residual`` R⁺I∘R⁺R, ``scaled_monotone`` R⁺M∘R⁺M);
+    branches are ``mlp`` (``hidden``) or ``dense`` (``dense_depth``, ``dense_growth``, ``lip_coeff``) with
+    ``activation`` and Lipschitz ``coeff``. Steps, batch, lr, seed, dtype and the logging/evaluation cadence come from
+    ``train``; the fit error is the MSE on ``grid`` evenly spaced points of the target's domain. A pipeline with a
+    ``fit1d`` section has no ``dataset``, ``model``, ``estimator``, ``eval`` or ``analysis``; its runs' configs are
+    ``{kind: fit1d, fit1d, train, resources}`` (the options of the chosen branch only)."""
+
     target: Literal[ONED_TARGETS] = "impflowfunc"  # type: ignore[valid-type]
     variant: Literal[FIT1D_VARIANTS] = "scaled_monotone"  # type: ignore[valid-type]
     branch: Literal[BRANCHES] = "dense"  # type: ignore[valid-type]
@@ -189,17 +195,10 @@ class AnalysisSpec(Section):
     lip_coeff: UnitHalfOpen = 0.99
     grid: Annotated[int, Field(ge=2, le=10**7)] = 1000
 
-    @field_validator("terms")
-    @classmethod
-    def _sorted_terms(cls, terms: list[int]) -> list[int]:
-        return sorted(set(terms))
-
     def resolved(self) -> dict[str, Any]:
-        """``kind`` and the options of this kind only (what a run's config records)."""
-        names = ANALYSIS_FIELDS[self.kind]
-        if self.kind == "fit1d":
-            names += FIT1D_BRANCH_FIELDS[self.branch]
-        return {"kind": self.kind, **{name: getattr(self, name) for name in names}}
+        """The options of the chosen branch only (what a run's config records)."""
+        names = ("target", "variant", "branch", "activation", "coeff", "grid", *FIT1D_BRANCH_FIELDS[self.branch])
+        return {name: getattr(self, name) for name in names}
 
 
 ESTIMATOR_OPTION = {"kind": "estimator"}  # estimator section key → model option (the others: the same name)
@@ -212,7 +211,9 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "eval": EvalSpec,
     "resources": ResourcesSpec,
     "analysis": AnalysisSpec,
+    "fit1d": Fit1dSpec,
 }
+DENSITY_ONLY = ("dataset", "model", "estimator", "eval", "analysis")  # sections a fit1d campaign has none of
 
 
 class Pipeline(Section):
@@ -230,6 +231,7 @@ class Pipeline(Section):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    fit1d: Fit1dSpec | None = None
     matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     repeats: Annotated[int, Field(gt=0, le=10**6)] = 1
     tags: dict[str, str] | None = None
@@ -243,10 +245,11 @@ class Pipeline(Section):
 class RunConfig(Section):
     """One run's sections as validated; ``resolve_run`` turns its dump into the resolved config (``RunSpec.config``:
     the ``estimator`` section merged into the model, ``analysis`` listed with the options of its kind only unless the
-    kind is ``none``)."""
+    kind is ``none``; a fit1d run is ``{kind: fit1d, fit1d, train, resources}``)."""
 
-    dataset: DatasetSpec
-    model: dict[str, Any]
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    model: dict[str, Any] = Field(default_factory=dict)
+    fit1d: Fit1dSpec | None = None
     estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
@@ -256,7 +259,15 @@ class RunConfig(Section):
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
+        if self.fit1d is not None:
+            return {
+                "kind": "fit1d",
+                "fit1d": self.fit1d.resolved(),
+                "train": data["train"],
+                "resources": data["resources"],
+            }
         data.pop("analysis", None)
+        data.pop("fit1d", None)
         if self.analysis.kind != "none":
             data["analysis"] = self.analysis.resolved()
         return data

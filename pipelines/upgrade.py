@@ -3,7 +3,8 @@
 Before "one configuration language" a resolved config held ``None`` for options whose default depended on the
 kind of data, every option of the shared Lipschitz config (``dense_growth`` on Residual Flows), FFJORD's
 ``divergence`` (``brute_force`` | ``hutchinson``) and ``noise``, and a separate ``estimator`` section that the worker
-applied on top of the built model (its ``hutchinson`` key is now ``probe``). :func:`upgrade_config` turns such a
+applied on top of the built model (its ``hutchinson`` key is now ``probe``), and an E1 regression was an
+``analysis`` of kind ``fit1d`` with null ``dataset`` and ``model`` sections (now a run kind of its own). :func:`upgrade_config` turns such a
 config back into what a user could have written — the options that were set, under their current names, the section
 winning over the model as it did at run time — and resolves that, so the upgraded config and its hash are exactly
 what this version gives the same run.
@@ -33,10 +34,10 @@ def upgrade_config(old: dict[str, Any]) -> dict[str, Any]:
     raw = copy.deepcopy(old)
     section = {("probe" if k == "hutchinson" else k): v for k, v in (raw.pop("estimator", None) or {}).items()}
     section = {k: v for k, v in section.items() if v is not None}
-    if (raw.get("analysis") or {}).get("kind") == "fit1d":
-        raw.pop("dataset", None)
-        raw["model"] = {}
-        return resolve_run(raw)
+    analysis = raw.get("analysis") or {}
+    if analysis.get("kind") == "fit1d":  # now a run kind of its own: the analysis options are its fit1d section
+        fit1d = {k: v for k, v in analysis.items() if k != "kind"}
+        return resolve_run({"fit1d": fit1d, "train": raw["train"], "resources": raw["resources"]})
     model = dict(raw.get("model") or {})
     family = model.get("family")
     renamed = _RENAMED.get(family, {})

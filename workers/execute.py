@@ -2,7 +2,8 @@
 
 Layout of a run folder ``<workdir>/<run_key>/``: ``run.json`` (MLflow run id), ``config.json`` (the spec),
 ``pid`` (the process running it), ``checkpoints/``, the PNG figures, and ``analysis/`` when the spec has an
-``analysis`` section (``nflab.workers.analyses``): it runs after training, or instead of it (``fit1d``).
+``analysis`` section (``nflab.workers.analyses``, after training); a fit1d run (config ``kind: fit1d``) runs its
+regression instead of density training.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
-from .analyses import AnalysisOutcome, analysis_of
+from .analyses import AnalysisOutcome, analysis_of, run_fit1d
 from .runlog import RunLog
 from .tracking import Tracker
 from .train import RunFailure, TrainState, train_run
@@ -179,8 +180,9 @@ def execute_run(
             run_dir=run_dir,
         )
         tracker.log_params({**dict(spec.get("config") or {}), "seed": spec.get("seed"), "repeat": spec.get("repeat")})
-        analysis = analysis_of(spec)
-        if analysis is None or not analysis.replaces_training:
+        fit1d = spec["config"].get("kind") == "fit1d"  # a run kind of its own: a regression instead of a density
+        analysis = None if fit1d else analysis_of(spec)
+        if not fit1d:
             train_run(
                 spec,
                 run_dir,
@@ -191,7 +193,10 @@ def execute_run(
                 stop_after_step=stop_after_step,
             )
         _summarise(tracker, state, run_dir)
-        if analysis is not None:
+        if fit1d:
+            log.write("fit1d regression")
+            outcome = run_fit1d(spec, run_dir, tracker, state, progress=log.wrap(progress))
+        elif analysis is not None:
             log.write(f"analysis {analysis.kind}")
             outcome = analysis.run(spec, run_dir, tracker, state, data_root=data_root, progress=log.wrap(progress))
         tracker.finish("FINISHED")

@@ -25,6 +25,13 @@ class LogitTransform(Transform):
         self.alpha = float(alpha)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if x.numel():
+            low, high = (float(v) for v in torch.aminmax(x.detach()))
+            if not (0.0 <= low and high <= 1.0):  # also catches NaN
+                raise ValueError(
+                    f"x: values in [{low:.4g}, {high:.4g}] are outside [0, 1): image flows take dequantized data in "
+                    "[0, 1) (e.g. (k + u)/256 for k in 0..255, u ~ U[0, 1)); use preprocess: none for other data"
+                )
         s = self.alpha + (1 - 2 * self.alpha) * x
         y = torch.log(s) - torch.log1p(-s)
         logdet = math.log(1 - 2 * self.alpha) + F.softplus(-y) + F.softplus(y)  # −log s − log(1−s)

@@ -27,7 +27,7 @@ from nflab.pipelines import (
     pipeline_path,
 )
 from nflab.settings import Settings, redact
-from nflab.store import Store, StoreLookupError
+from nflab.store import Store, StoreLookupError, dataset_label, family_label
 from nflab.tracking import ensure_experiment
 
 
@@ -147,7 +147,7 @@ def _check_fits_store(filename: str, name: str, specs: list[dict[str, Any]]) -> 
     checks = [("name", Campaign, {"name": name})]
     for spec in specs:
         cfg = spec["config"]
-        values = {"run_key": spec["run_key"], "dataset": cfg["dataset"]["name"], "family": cfg["model"]["family"]}
+        values = {"run_key": spec["run_key"], "dataset": dataset_label(cfg), "family": family_label(cfg)}
         checks.append((spec["run_key"][:40], Run, values))
     for where, model, values in checks:
         over = too_long(model, values)

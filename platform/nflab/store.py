@@ -338,8 +338,8 @@ class Store:
                     "config_hash": spec["config_hash"],
                     "seed": int(spec["seed"]),
                     "repeat": int(spec.get("repeat", 0)),
-                    "dataset": _dataset_label(config),
-                    "family": _family_label(config),
+                    "dataset": dataset_label(config),
+                    "family": family_label(config),
                     "code_version": spec.get("code_version", code_version),
                     "attempts": 0,
                     "created_at": now,
@@ -683,16 +683,20 @@ def open_store(url: str | None = None) -> Store:
     return Store(url)
 
 
-def _dataset_label(config: Mapping[str, Any]) -> str | None:
-    """The run's dataset, or for a regression run (``analysis.kind: fit1d``, no dataset) its 1-D target."""
-    analysis = config.get("analysis") or {}
+def dataset_label(config: Mapping[str, Any]) -> str | None:
+    """The run's dataset, or for a fit1d run (a regression, no dataset) its 1-D target."""
+    if config.get("kind") == "fit1d":
+        return config["fit1d"]["target"]
+    analysis = config.get("analysis") or {}  # a fit1d run written before migration 0005
     return (config.get("dataset") or {}).get("name") or (
         analysis.get("target") if analysis.get("kind") == "fit1d" else None
     )
 
 
-def _family_label(config: Mapping[str, Any]) -> str | None:
-    """The run's model family, or ``fit1d:<variant>`` for a regression run (no model section)."""
+def family_label(config: Mapping[str, Any]) -> str | None:
+    """The run's model family, or ``fit1d:<variant>`` for a fit1d run (no model)."""
+    if config.get("kind") == "fit1d":
+        return f"fit1d:{config['fit1d']['variant']}"
     analysis = config.get("analysis") or {}
     family = (config.get("model") or {}).get("family")
     return family or (f"fit1d:{analysis.get('variant')}" if analysis.get("kind") == "fit1d" else None)

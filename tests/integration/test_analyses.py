@@ -99,7 +99,7 @@ def _fit_spec(make_spec, variant: str, steps: int) -> dict:
         train__eval_every=max(1, steps // 2),
         train__log_every=max(1, steps // 4),
         train__dtype="float64",
-        analysis={"kind": "fit1d", "target": "impflowfunc", "variant": variant, "grid": 200},
+        fit1d={"target": "impflowfunc", "variant": variant, "grid": 200},
     )
     return spec
 
@@ -152,14 +152,16 @@ model: {family: resflow, preset: small}
 estimator: {kind: exact}
 train: {steps: 6, batch_size: 64, eval_every: 3, checkpoint_every: 3, log_every: 3, seed: 0, dtype: float64}
 eval: {batch_size: 200, exact: true, samples: 200}
-analysis: {variant: residual, grid: 50}
-matrix:
-  analysis.kind: [none, fit1d]
+"""
+FIT = """\
+name: analyses-store-fit
+train: {steps: 6, batch_size: 64, eval_every: 3, checkpoint_every: 3, log_every: 3, seed: 0, dtype: float64}
+fit1d: {variant: residual, grid: 50}
 """
 
 
 def test_store_and_cli_take_analysis_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_uri: str) -> None:
-    """A plain density run and a fit1d run of one campaign, recorded in a real nflab store: the mse rows are kept,
+    """A plain density run and a fit1d run (a run kind of its own) in one campaign, recorded in a real nflab store: the mse rows are kept,
     the leaderboard serves them (``--metric mse``, and by default for the fit's target), and the read commands show
     both runs."""
     from nflab.pipelines import expand, load_pipeline_text
@@ -170,8 +172,8 @@ def test_store_and_cli_take_analysis_runs(tmp_path: Path, monkeypatch: pytest.Mo
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("NFLAB_HOME", str(home))
-    specs = [s.model_dump(mode="json") for s in expand(load_pipeline_text(PIPELINE, "analyses.yaml"))]
-    assert "analysis" not in specs[0]["config"] and specs[1]["config"]["analysis"]["kind"] == "fit1d"
+    specs = [s.model_dump(mode="json") for text in (PIPELINE, FIT) for s in expand(load_pipeline_text(text))]
+    assert "analysis" not in specs[0]["config"] and specs[1]["config"]["kind"] == "fit1d"
     with Store(f"sqlite:///{home / 'nflab.db'}") as store:
         campaign = store.create_campaign("analyses-store", "fp", PIPELINE)
         ids = store.add_runs(campaign, specs)
@@ -211,6 +213,6 @@ def test_store_and_cli_take_analysis_runs(tmp_path: Path, monkeypatch: pytest.Mo
     logs = runner.invoke(app, ["logs", fit_key, "--json"], catch_exceptions=False)
     assert logs.exit_code == 0
     shown = json.loads(logs.stdout)
-    assert "analysis fit1d" in shown["log"]
+    assert "fit1d regression" in shown["log"]
     assert {(r["metric"], r["kind"]) for r in shown["run"]["results"]} == {("mse", "best"), ("mse", "final")}
     assert {r["split"] for r in shown["run"]["results"]} == {"test", "validation"}

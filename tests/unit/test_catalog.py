@@ -178,26 +178,29 @@ def test_e4_estimators_pipeline() -> None:
 def test_e1_fit1d_pipeline() -> None:
     specs = expand(load_pipeline(catalog_path("e1-fit1d")))
     assert len(specs) == len(ONED_TARGETS) * len(FIT1D_VARIANTS) * 3
-    pairs = {(s.config["analysis"]["target"], s.config["analysis"]["variant"]) for s in specs}
+    pairs = {(s.config["fit1d"]["target"], s.config["fit1d"]["variant"]) for s in specs}
     assert pairs == {(t, v) for t in ONED_TARGETS for v in FIT1D_VARIANTS}
     for spec in specs:
-        analysis = spec.config["analysis"]
-        assert analysis["kind"] == "fit1d" and analysis["branch"] == "dense" and analysis["activation"] == "cpila"
-        assert set(analysis) == {
-            "kind", "target", "variant", "branch", "activation", "coeff", "grid", "dense_depth", "dense_growth",
-            "lip_coeff",
+        fit1d = spec.config["fit1d"]
+        assert spec.config["kind"] == "fit1d" and fit1d["branch"] == "dense" and fit1d["activation"] == "cpila"
+        assert set(fit1d) == {
+            "target", "variant", "branch", "activation", "coeff", "grid", "dense_depth", "dense_growth", "lip_coeff",
         }  # fmt: skip
         assert spec.config["train"]["steps"] <= 5000 and spec.config["train"]["dtype"] == "float64"
-        assert spec.config["dataset"]["name"] is None and spec.config["model"] == {"family": None}  # no placeholders
+        assert set(spec.config) == {"kind", "fit1d", "train", "resources"}  # a run kind of its own: no placeholders
 
 
-def test_fit1d_runs_need_no_dataset_or_model_and_ignore_given_ones() -> None:
-    """A regression has no density: dataset and model may be left out; given ones do not enter the config hash."""
-    bare = "name: fit\nanalysis: {kind: fit1d, variant: residual}\n"
+def test_fit1d_is_a_run_kind_without_density_sections() -> None:
+    """A regression has no density: no dataset, model or eval, and giving one is an error (it would be ignored)."""
+    bare = "name: fit\nfit1d: {variant: residual}\n"
     [alone] = expand(load_pipeline_text(bare))
-    [given] = expand(load_pipeline_text(bare + "dataset: {name: moons}\nmodel: {family: nice}\n"))
-    assert alone.config == given.config and alone.config_hash == given.config_hash
-    assert alone.config["dataset"]["name"] is None and alone.config["model"]["family"] is None
+    assert alone.config["kind"] == "fit1d" and alone.config["fit1d"]["variant"] == "residual"
+    for extra, where in (("dataset: {name: moons}\n", "dataset"), ("model: {family: nice}\n", "model"),
+                         ("matrix:\n  model.family: [nice]\n", "matrix.model.family")):  # fmt: skip
+        with pytest.raises(PipelineError, match=rf"{where}: is not used by a fit1d campaign"):
+            load_pipeline_text(bare + extra)
+    [axis] = expand(load_pipeline_text("name: fit\nmatrix:\n  fit1d.variant: [residual]\n"))  # an axis suffices
+    assert axis.config == alone.config and axis.config_hash == alone.config_hash
     with pytest.raises(PipelineError, match=r"dataset\.name: required field missing"):
         expand(load_pipeline_text("name: density\nmodel: {family: nice}\n"))  # a density run still needs one
 
@@ -227,31 +230,28 @@ def test_analysis_options_enter_the_config_hash() -> None:
     two = expand(load_pipeline_text(BASE + "analysis: {kind: estimator_bias, terms: [1, 2, 3]}\n"))[0]
     assert one.config["analysis"] == {"kind": "estimator_bias", "terms": [1, 2], "repeats": 100, "points": 256}
     assert one.config_hash != two.config_hash
-    ignored = expand(load_pipeline_text(BASE + "analysis: {kind: estimator_bias, terms: [1, 2], variant: residual}\n"))
-    assert ignored[0].config_hash == one.config_hash  # fit1d options do not change an estimator_bias run
-    fits = expand(load_pipeline_text(BASE + "analysis: {kind: fit1d, branch: mlp, hidden: [8]}\n"))[0]
-    assert fits.config["analysis"]["hidden"] == [8] and "dense_growth" not in fits.config["analysis"]
+    fits = expand(load_pipeline_text("name: f\nfit1d: {branch: mlp, hidden: [8]}\n"))[0]
+    assert fits.config["fit1d"]["hidden"] == [8] and "dense_growth" not in fits.config["fit1d"]
 
 
-def test_analysis_matrix_axis_and_set_override() -> None:
-    text = BASE + "analysis: {target: multiplestepfunc}\nmatrix:\n  analysis.kind: [none, fit1d]\n"
-    plain, fit = expand(load_pipeline_text(text))
-    assert "analysis" not in plain.config and fit.config["analysis"]["target"] == "multiplestepfunc"
-    [only] = expand(load_pipeline_text(BASE, overrides=["analysis.kind=fit1d", "analysis.variant=residual"]))
-    assert only.config["analysis"]["variant"] == "residual"
+def test_analysis_and_fit1d_matrix_axes_and_set_override() -> None:
+    text = BASE + "matrix:\n  analysis.kind: [none, estimator_bias]\n"
+    plain, bias = expand(load_pipeline_text(text))
+    assert "analysis" not in plain.config and bias.config["analysis"]["kind"] == "estimator_bias"
+    [only] = expand(load_pipeline_text("name: f\nfit1d: {}\n", overrides=["fit1d.variant=residual"]))
+    assert only.config["fit1d"]["variant"] == "residual"
 
 
 @pytest.mark.parametrize(
     ("analysis", "message"),
     [
-        ("{kind: bias}", "a.yaml:4 analysis.kind: 'bias' is not one of: none, estimator_bias, fit1d"),
-        ("{kind: fit1d, variant: rr}", "a.yaml:4 analysis.variant: 'rr' is not one of: residual, scaled_residual, "),
-        ("{kind: fit1d, target: moons}", "a.yaml:4 analysis.target: 'moons' is not one of: multiplestepfunc, "),
+        ("{kind: bias}", "a.yaml:4 analysis.kind: 'bias' is not one of: none, estimator_bias"),
+        ("{kind: fit1d}", "a.yaml:4 analysis.kind: 'fit1d' is not one of: none, estimator_bias"),
+        ("{variant: residual}", "a.yaml:4 analysis.variant: 'variant' is not a field of analysis; allowed: kind, "),
         ("{terms: [1, 0]}", "a.yaml:4 analysis.terms[1]: 0 is out of range: must be > 0"),
         ("{terms: []}", "a.yaml:4 analysis.terms: [] has 0 items; expected at least 1"),
         ("{repeats: 1}", "a.yaml:4 analysis.repeats: 1 is out of range: must be >= 2"),
-        ("{coeff: 1.0}", "a.yaml:4 analysis.coeff: 1.0 is out of range: must be > 0 and < 1"),
-        ("{kind: fit1d, steps: 5}", "a.yaml:4 analysis.steps: 'steps' is not a field of analysis; allowed: kind, "),
+        ("{kind: estimator_bias, steps: 5}", "a.yaml:4 analysis.steps: 'steps' is not a field of analysis; allowed: "),
     ],
 )
 def test_analysis_errors_name_the_option(analysis: str, message: str) -> None:

@@ -11,7 +11,9 @@ The differences are deliberate and listed here (and in the closing note of the i
 - the Lipschitz families list only their branch's options (no ``dense_*`` on MLP-branch families, no ``hidden`` /
   ``channels`` / ``kernels`` / ``fc_hidden`` on dense-branch ones) and gain ``n_probes`` (before: estimator
   section only);
-- the ``estimator`` section is gone from the resolved config (merged into the model's options).
+- the ``estimator`` section is gone from the resolved config (merged into the model's options);
+- an E1 regression is a run kind of its own: ``{kind: fit1d, fit1d, train, resources}`` instead of an analysis of
+  kind ``fit1d`` with null ``dataset`` and ``model`` sections and an unused ``eval`` section.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ RESOLVED_NOW = {"padding_std": {None: 1.0}, "padding_samples": {None: 100}}
 
 
 def _key(overrides: dict[str, Any]) -> str:
-    return canonical_json({k: v for k, v in overrides.items() if k != "train.seed"})
+    renamed = {k.replace("analysis.", "fit1d.", 1): v for k, v in overrides.items()}  # E1: a run kind of its own
+    return canonical_json({k: v for k, v in renamed.items() if k != "train.seed"})
 
 
 def _before(options: dict[str, Any]) -> dict[str, Any]:
@@ -61,10 +64,12 @@ def test_catalog_pipeline_resolves_to_the_same_effective_options(name: str) -> N
     assert set(now) == set(golden)
     for key, row in golden.items():
         config = now[key]
-        assert {k: v for k, v in config.items() if k != "model"} == row["sections"], key
-        if row["options"] is None:  # a fit1d run: no model family
-            assert config["model"] == {"family": None}
+        if row["options"] is None:  # a fit1d run: then an analysis with null dataset and model, now its own kind
+            analysis = {k: v for k, v in row["sections"]["analysis"].items() if k != "kind"}
+            assert config == {"kind": "fit1d", "fit1d": analysis, "train": row["sections"]["train"],
+                              "resources": row["sections"]["resources"]}  # fmt: skip
             continue
+        assert {k: v for k, v in config.items() if k != "model"} == row["sections"], key
         before, after = _before(row["options"]), config["model"]
         assert set(after) - set(before) <= NEW_OPTIONS, key
         changed = {k: (before[k], after[k]) for k in after if k in before and before[k] != after[k]}

@@ -220,3 +220,17 @@ def test_tunable_options_carry_their_search_range_and_space() -> None:
             if spec.search is not None and spec.search.low is not None:  # the range is inside the declared bounds
                 check_value((spec.name,), spec.annotation, type(spec.default or 0)(spec.search.low), spec.bounds)
                 check_value((spec.name,), spec.annotation, type(spec.default or 0)(spec.search.high), spec.bounds)
+
+
+@pytest.mark.parametrize("family", ["realnvp", "resflow", "ffjord", "maf"])
+def test_image_flows_refuse_data_outside_the_unit_interval_in_one_line(family: str) -> None:
+    import torch
+
+    flow = F.build(family, (1, 4, 4), preset="small").double() if family != "maf" else F.build(family, (1, 4, 4))
+    flow = flow.double()
+    with pytest.raises(ValueError) as info:
+        flow.log_prob(torch.randn(3, 1, 4, 4, dtype=torch.float64) * 3)
+    message = str(info.value)
+    assert "outside [0, 1)" in message and "\n" not in message
+    inside = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    assert torch.isfinite(flow.log_prob(inside)).all()

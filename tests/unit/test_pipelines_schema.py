@@ -66,7 +66,10 @@ def test_wrong_type() -> None:
 
 
 def test_out_of_range() -> None:
-    assert error_of(TOY.replace("steps: 100", "steps: 0")) == "toy.yaml:5 train.steps: 0 is out of range: must be > 0"
+    assert (
+        error_of(TOY.replace("steps: 100", "steps: 0"))
+        == "toy.yaml:5 train.steps: 0 is out of range: must be > 0 and <= 1000000000"
+    )
     message = error_of(TOY + "estimator: {kind: roulette, geom_p: 1.5}\n")
     assert message == "toy.yaml:9 estimator.geom_p: 1.5 is out of range: must be > 0 and < 1"
     assert error_of(TOY + "resources:\n  gpu: -1\n") == "toy.yaml:10 resources.gpu: -1 is out of range: must be >= 0"

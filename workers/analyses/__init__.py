@@ -2,8 +2,8 @@
 
 - ``estimator_bias`` (E4): after training, bias and std of the truncated and Russian-roulette log-det estimators
   vs the number of series terms, on the run's best checkpoint.
-- ``fit1d`` (E1): a 1-D regression with two-block residual / inverse-residual / monotone maps, run *instead of*
-  density training.
+- ``fit1d`` (E1) is not an analysis but a run kind of its own (config ``kind: fit1d``): a 1-D regression with
+  two-block residual / inverse-residual / monotone maps, run by ``run_fit1d`` instead of density training.
 Each writes a JSON and a PNG into ``<run folder>/analysis/``, logs them as MLflow artifacts under ``analysis/``
 and logs its numbers as MLflow metrics.
 """
@@ -21,17 +21,13 @@ from .fit1d import run_fit1d
 
 @dataclass(frozen=True)
 class Analysis:
-    """An analysis kind: its runner and whether it replaces the density training of the run."""
+    """An analysis kind and its runner (after the run's density training)."""
 
     kind: str
-    replaces_training: bool
     run: Callable[..., AnalysisOutcome]
 
 
-ANALYSES: dict[str, Analysis] = {
-    "estimator_bias": Analysis("estimator_bias", False, run_estimator_bias),
-    "fit1d": Analysis("fit1d", True, run_fit1d),
-}
+ANALYSES: dict[str, Analysis] = {"estimator_bias": Analysis("estimator_bias", run_estimator_bias)}
 
 
 def analysis_of(spec: Mapping[str, Any]) -> Analysis | None:
@@ -44,4 +40,4 @@ def analysis_of(spec: Mapping[str, Any]) -> Analysis | None:
     return ANALYSES[kind]
 
 
-__all__ = ["ANALYSES", "Analysis", "AnalysisOutcome", "analysis_of"]
+__all__ = ["ANALYSES", "Analysis", "AnalysisOutcome", "analysis_of", "run_fit1d"]

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..tracking import Tracker
-from ..train import section
 
 ARTIFACT_PATH = "analysis"
 
@@ -24,8 +23,9 @@ class AnalysisOutcome:
 
 
 def analysis_options(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec's resolved ``analysis`` section (its kind and that kind's options)."""
-    return section(spec, "analysis")
+    """The spec's resolved ``analysis`` section (its kind and that kind's options; a run config lists none for
+    kind ``none``)."""
+    return spec["config"].get("analysis") or {"kind": "none"}
 
 
 def analysis_dir(run_dir: Path) -> Path:

@@ -34,7 +34,7 @@ from ..plots import _save as save_png
 from ..seeding import make_generator, seed_everything
 from ..tracking import Tracker
 from ..train import Progress, RunFailure, TrainState, pick_dtype, section
-from .common import AnalysisOutcome, analysis_dir, analysis_options, log_files, write_json
+from .common import AnalysisOutcome, analysis_dir, log_files, write_json
 
 MODEL_OPTIONS = ("branch", "activation", "coeff", "hidden", "dense_depth", "dense_growth", "lip_coeff")
 
@@ -148,14 +148,16 @@ def run_fit1d(
     progress: Progress | None = None,
 ) -> AnalysisOutcome:
     """Train, evaluate, write and log one E1 fit (see module docstring)."""
-    options = analysis_options(spec)
+    options = section(spec, "fit1d")
     tcfg = section(spec, "train")
     seed = int(spec["seed"])
     dtype = pick_dtype(tcfg)
     seed_everything(seed)
     solver = SolverConfig() if dtype == torch.float64 else SolverConfig(backward_tol=1e-6)
     variant, target = str(options["variant"]), str(options["target"])
-    model = build_fit1d(variant, solver=solver, **{k: options[k] for k in MODEL_OPTIONS}).to(dtype=dtype)
+    model = build_fit1d(variant, solver=solver, **{k: options[k] for k in MODEL_OPTIONS if k in options}).to(
+        dtype=dtype
+    )
     grid_x, grid_y = sample_1d(target, int(options["grid"]), linspace=True, dtype=dtype)
     validation = sample_1d(target, int(options["grid"]), generator=make_generator(seed, "validation"), dtype=dtype)
     history = train_fit(
