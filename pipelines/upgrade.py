@@ -4,10 +4,10 @@ Before "one configuration language" a resolved config held ``None`` for options 
 kind of data, every option of the shared Lipschitz config (``dense_growth`` on Residual Flows), FFJORD's
 ``divergence`` (``brute_force`` | ``hutchinson``) and ``noise``, and a separate ``estimator`` section that the worker
 applied on top of the built model (its ``hutchinson`` key is now ``probe``), and an E1 regression was an
-``analysis`` of kind ``fit1d`` with null ``dataset`` and ``model`` sections (now a run kind of its own). :func:`upgrade_config` turns such a
-config back into what a user could have written — the options that were set, under their current names, the section
-winning over the model as it did at run time — and resolves that, so the upgraded config and its hash are exactly
-what this version gives the same run.
+``analysis`` of kind ``fit1d`` with null ``dataset`` and ``model`` sections (now a run kind of its own).
+:func:`upgrade_config` turns such a config back into what a user could have written — the options that were set,
+under their current names, the section winning over the model as it did at run time — and resolves that, so the
+upgraded config and its hash are exactly what this version gives the same run.
 """
 
 from __future__ import annotations

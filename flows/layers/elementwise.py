@@ -27,7 +27,7 @@ class LogitTransform(Transform):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if x.numel():
             low, high = (float(v) for v in torch.aminmax(x.detach()))
-            if not (0.0 <= low and high <= 1.0):  # also catches NaN
+            if not (low >= 0.0 and high <= 1.0):  # also catches NaN
                 raise ValueError(
                     f"x: values in [{low:.4g}, {high:.4g}] are outside [0, 1): image flows take dequantized data in "
                     "[0, 1) (e.g. (k + u)/256 for k in 0..255, u ~ U[0, 1)); use preprocess: none for other data"

@@ -161,7 +161,8 @@ fit1d: {variant: residual, grid: 50}
 
 
 def test_store_and_cli_take_analysis_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_uri: str) -> None:
-    """A plain density run and a fit1d run (a run kind of its own) in one campaign, recorded in a real nflab store: the mse rows are kept,
+    """A plain density run and a fit1d run (a run kind of its own) in one campaign, recorded in a real nflab store:
+    the mse rows are kept,
     the leaderboard serves them (``--metric mse``, and by default for the fit's target), and the read commands show
     both runs."""
     from nflab.pipelines import expand, load_pipeline_text
