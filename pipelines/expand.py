@@ -41,9 +41,12 @@ def base_config(pipeline: Pipeline) -> dict[str, Any]:
     return raw
 
 
-def raw_config(pipeline: Pipeline, combo: Combo) -> dict[str, Any]:
-    """The sections of one matrix combination as written (base ← matrix values ← ``--set``), not resolved."""
-    raw = copy.deepcopy(base_config(pipeline))
+def raw_config(pipeline: Pipeline, combo: Combo, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sections of one matrix combination as written (base ← matrix values ← ``--set``), not resolved.
+
+    ``base``: ``base_config(pipeline)``, computed once by a caller that expands many combinations; each section is
+    copied (values are replaced, never mutated in place, by ``set_path``)."""
+    raw = {name: dict(section) for name, section in (base or base_config(pipeline)).items()}
     for axis, (_, value) in combo.items():
         set_path(raw, axis, value)
     for path, value in (pipeline._overrides or {}).items():
@@ -132,8 +135,9 @@ def expand(pipeline: Pipeline) -> list[RunSpec]:
     owners: dict[str, Combo] = {}
     unused = _UnusedOptions()
     unused_estimator = _UnusedEstimatorKeys()
+    base = base_config(pipeline)
     for combo in combinations(pipeline.matrix):
-        raw = raw_config(pipeline, combo)
+        raw = raw_config(pipeline, combo, base)
         config = run_config(pipeline, combo, raw)
         unused.add(raw, config, combo)
         unused_estimator.add(raw, config, combo)

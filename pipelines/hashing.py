@@ -14,7 +14,6 @@ pair with nothing, and re-running their pipeline starts a new campaign (its fing
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from typing import Any
@@ -32,9 +31,9 @@ def sha256_hex(text: str) -> str:
 
 def config_hash(config: dict[str, Any]) -> str:
     """sha256 of the canonical config minus ``train.seed`` and ``resources`` (see module docstring)."""
-    stripped = copy.deepcopy(config)
-    stripped.pop("resources", None)
-    stripped.get("train", {}).pop("seed", None)
+    stripped = {k: v for k, v in config.items() if k != "resources"}
+    if "train" in stripped:
+        stripped["train"] = {k: v for k, v in stripped["train"].items() if k != "seed"}
     return sha256_hex(canonical_json(stripped))
 
 

@@ -11,9 +11,9 @@ model's resolution is cached on its canonical JSON.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
+import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -74,13 +74,12 @@ def resolve_model(
 ) -> dict[str, Any]:
     """``{family, **options}`` with every option of the family for ``kind`` of data (defaults ← the kind's preset
     ← preset ← given ← the estimator section where the model does not set the option); lists, not tuples."""
-    return copy.deepcopy(_resolve_model(canonical_json(model), kind, canonical_json(estimator or {})))
+    cached = _resolve_model(canonical_json(model), kind, canonical_json(estimator or {}))
+    return {k: list(v) if isinstance(v, list) else v for k, v in cached.items()}  # values: scalars, lists of numbers
 
 
 @functools.lru_cache(maxsize=4096)
 def _resolve_model(model_json: str, kind: str, estimator_json: str) -> dict[str, Any]:
-    import json
-
     options, estimator = json.loads(model_json), json.loads(estimator_json)
     family = options.pop("family", None)
     allowed = flows.available()
@@ -115,7 +114,12 @@ def unused_model_options(raw: dict[str, Any], config: dict[str, Any]) -> list[tu
         return []
     family = config["model"]["family"]
     written = {k: v for k, v in (raw.get("model") or {}).items() if k != "family"}
-    return flows.registry.inapplicable(family, written, data_kind(config["dataset"]["name"]), written=True)
+    return list(_inapplicable(family, canonical_json(written), data_kind(config["dataset"]["name"])))
+
+
+@functools.lru_cache(maxsize=4096)
+def _inapplicable(family: str, written_json: str, kind: str) -> tuple[tuple[str, Any, str], ...]:
+    return tuple(flows.registry.inapplicable(family, json.loads(written_json), kind, written=True))
 
 
 def _dataset(dataset: dict[str, Any]) -> dict[str, Any]:
