@@ -216,7 +216,7 @@ def test_environment_mistakes_are_one_line_before_ray(
     ("args", "fragment"),
     [
         (["run", "x.yaml", "--bogus"], "No such option: --bogus (see `nflab run --help`)"),
-        (["run"], "Missing argument 'pipeline'"),
+        (["run"], "PIPELINE: missing; allowed: a pipeline file or catalog name, or --campaign ID"),
         (["bogus"], "No such command 'bogus'"),
         (["status", "nosuchcampaign"], "campaign: 'nosuchcampaign' is no campaign id"),
         (["logs", "nosuchrun"], "run: 'nosuchrun' is no run id"),

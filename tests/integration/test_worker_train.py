@@ -115,6 +115,8 @@ def test_non_finite_loss_fails_the_run(make_spec, workdir, mlflow_uri, experimen
 
 
 def test_bad_dataset_fails_without_raising(make_spec, workdir, mlflow_uri, experiment) -> None:
-    result = _run(make_spec("bad-r0", dataset__name="nosuchdata"), workdir, mlflow_uri, experiment)
+    spec = make_spec("bad-r0")
+    spec["config"]["dataset"]["name"] = "nosuchdata"  # a spec that bypassed resolution (expand refuses the name)
+    result = _run(spec, workdir, mlflow_uri, experiment)
     assert result["status"] == "failed" and "nosuchdata" in result["error"]
     assert "\n" not in result["error"]

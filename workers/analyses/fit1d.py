@@ -208,7 +208,7 @@ def run_fit1d(
         "fit_slope_range": list(_slopes(grid_x, fit)),
         # with every output scale at 1; a branch's Lipschitz constant is at most its layers' coefficient
         "unscaled_slope_bound": list(slope_range(float(options["coeff"]), variant)),
-        "options": {k: options[k] for k in ("target", "variant", *MODEL_OPTIONS, "grid")},
+        "options": {k: options[k] for k in ("target", "variant", *MODEL_OPTIONS, "grid") if k in options},
         "grid": {
             "x": grid_x.squeeze(1).double().tolist(),
             "target": grid_y.squeeze(1).double().tolist(),
