@@ -5,7 +5,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01
 
-Each run's stored config is resolved again (``nflab.pipelines.upgrade.upgrade_config``) and its ``config_hash``
+Each run config written by the previous version (it holds an ``estimator`` section) is resolved again (``nflab.pipelines.upgrade.upgrade_config``) and its ``config_hash``
 recomputed from it, so that seeds of one configuration still share a hash (the leaderboard shows the same rows) and
 a run of a new campaign with the same configuration joins them. A config this version cannot resolve any more is
 left as it was (it keeps its hash and its rows). Run keys, seeds, results and checkpoints are untouched. Campaign
@@ -30,6 +30,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _written_before(config: object) -> bool:
+    """A config resolved by the previous version: it always held an ``estimator`` section (or, for E1, an analysis
+    of kind ``fit1d``); configs of this version hold neither, so an upgrade after a downgrade changes nothing."""
+    if not isinstance(config, dict):
+        return False
+    return "estimator" in config or (config.get("analysis") or {}).get("kind") == "fit1d"
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     runs = sa.table(
@@ -39,7 +47,7 @@ def upgrade() -> None:
     upgraded: dict[str, tuple[dict, str]] = {}
     cache: dict[str, tuple[dict, str]] = {}
     for run_id, config in rows:
-        if not isinstance(config, dict):
+        if not _written_before(config):
             continue
         key = canonical_json(config)
         if key not in cache:
