@@ -153,7 +153,7 @@ def test_read_commands(home: Path) -> None:
     assert json.loads(shown.stdout)["home"] == str(home)
     models = json.loads(_invoke("models", "--json").stdout)
     assert {"nice", "realnvp", "glow", "maf"} <= set(models)
-    assert models["glow"]["depth"]["default"] == 32
+    assert models["glow"]["properties"]["depth"]["default"] == 32  # each family: the JSON Schema of its options
     assert _invoke("db", "upgrade").exit_code == 0
     assert (home / "nflab.db").exists()
     bad = CliRunner().invoke(app, ["leaderboard", "--metric", "accuracy"])
