@@ -1,6 +1,7 @@
 """``execute_run``: one run from spec to RunResult; run-level failures become ``status="failed"``, never raises.
 
-Layout of a run folder ``<workdir>/<run_key>/``: ``run.json`` (MLflow run id), ``config.json`` (the spec),
+``workdir`` is the campaign's folder in run storage (a path, or a URI: ``nflab.workers.runfiles``). Layout of a
+run folder ``<workdir>/<run_key>/``: ``run.json`` (MLflow run id), ``config.json`` (the spec),
 ``pid`` (the process running it), ``checkpoints/``, the PNG figures, and ``analysis/`` when the spec has an
 ``analysis`` section (``nflab.workers.analyses``): it runs after training, or instead of it (``fit1d``).
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from . import checkpoint as ckpt
 from .analyses import AnalysisOutcome, analysis_of
+from .runfiles import RunFiles
 from .runlog import RunLog
 from .tracking import Tracker
 from .train import RunFailure, TrainState, train_run
@@ -118,11 +120,11 @@ def result_rows(state: TrainState) -> list[dict[str, Any]]:
     return rows
 
 
-def _checkpoint_rows(run_dir: Path) -> list[dict[str, Any]]:
-    folder = run_dir / "checkpoints"
-    files = ckpt.step_checkpoints(folder)
+def _checkpoint_rows(files: RunFiles) -> list[dict[str, Any]]:
+    folder = files.run_dir / "checkpoints"
+    found = ckpt.step_checkpoints(folder)
     best = ckpt.best_checkpoint(folder)
-    return [c.describe() for c in [*files, *([best] if best else [])]]
+    return [{**c.describe(), "uri": files.checkpoint_uri(c.path)} for c in [*found, *([best] if best else [])]]
 
 
 def _summarise(tracker: Tracker, state: TrainState, run_dir: Path) -> None:
@@ -160,15 +162,19 @@ def execute_run(
     """
     start = time.monotonic()
     run_key = str(spec.get("run_key", "run"))
-    run_dir = Path(workdir).resolve() / run_key
+    files = RunFiles(workdir, run_key)
+    run_dir = files.run_dir
     state = TrainState()
     outcome = AnalysisOutcome()
     tracker: Tracker | None = None
     log: RunLog | None = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        fetched = files.fetch()  # remote storage: the newest checkpoint and run.json from any earlier attempt
         log = RunLog(run_dir)
         log.write(f"start run {run_key} (nflab run {nflab_run_id}, pid {os.getpid()}, seed {spec.get('seed')})")
+        if fetched is not None:
+            log.write(f"fetched the checkpoint of step {fetched} from run storage")
         (run_dir / "pid").write_text(str(os.getpid()))
         (run_dir / "config.json").write_text(json.dumps(dict(spec), indent=2, sort_keys=True, default=str))
         tracker = Tracker.open(
@@ -181,15 +187,16 @@ def execute_run(
         tracker.log_params({**dict(spec.get("config") or {}), "seed": spec.get("seed"), "repeat": spec.get("repeat")})
         analysis = analysis_of(spec)
         if analysis is None or not analysis.replaces_training:
-            train_run(
-                spec,
-                run_dir,
-                tracker,
-                state,
-                data_root=data_root,
-                progress=log.wrap(progress),
-                stop_after_step=stop_after_step,
-            )
+            with ckpt.mirrored(run_dir / "checkpoints", files):
+                train_run(
+                    spec,
+                    run_dir,
+                    tracker,
+                    state,
+                    data_root=data_root,
+                    progress=log.wrap(progress),
+                    stop_after_step=stop_after_step,
+                )
         _summarise(tracker, state, run_dir)
         if analysis is not None:
             log.write(f"analysis {analysis.kind}")
@@ -207,6 +214,16 @@ def execute_run(
                 tracker.finish("FAILED")
             except Exception:  # the store itself may be what failed
                 pass
+    artifacts: list[str] = []
+    if log is not None:
+        try:
+            files.publish([p for p in (run_dir / "config.json",) if p.is_file()])
+            artifacts = files.publish([*state.plots, *outcome.artifacts])
+        except Exception as exc:  # storage gone at the very end: the run's numbers stand, its files are lost
+            log.write(f"could not publish the run's files to run storage: {one_line(exc)}")
+    checkpoints = _checkpoint_rows(files) if run_dir.is_dir() else []
+    if status == "finished":
+        files.drop_scratch()
     return {
         "status": status,
         "error": error,
@@ -214,12 +231,12 @@ def execute_run(
         "resumed_from": state.resumed_from,
         "mlflow_run_id": None if tracker is None else tracker.run_id,
         "results": [*result_rows(state), *outcome.results] if status == "finished" else [],
-        "checkpoints": _checkpoint_rows(run_dir) if run_dir.is_dir() else [],
+        "checkpoints": checkpoints,
         "certificates": state.certificates,
         "certificates_step": state.certificates_step,
         "n_params": state.n_params,
         "preset": state.preset,
         "data_digest": state.data_digest or None,
-        "artifacts": [p.resolve().as_uri() for p in [*state.plots, *outcome.artifacts]],
+        "artifacts": artifacts,
         "wall_s": round(time.monotonic() - start, 3),
     }

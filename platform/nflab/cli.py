@@ -52,6 +52,7 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from nflab.settings import SettingsError
     from nflab.store import StoreLookupError
     from nflab.workers.raynet import RayAddressError
+    from nflab.workers.storage import StorageError
 
     return (
         BadInput,
@@ -61,6 +62,7 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
         DatasetFormatError,
         RayAddressError,
         SettingsError,
+        StorageError,
         StoreLookupError,
     )
 
@@ -296,7 +298,7 @@ def leaderboard(
             versus=versus,
         )
         if html is not None:
-            lb.write_html(rows, html, images=_density_images(store, rows, settings.home), group_by=group_by)
+            lb.write_html(rows, html, images=_density_images(store, rows, Path(settings.storage)), group_by=group_by)
         if json_out:
             _print_json(lb.to_json(rows))
         else:
@@ -308,8 +310,8 @@ def leaderboard(
     _guard(body)
 
 
-def _density_images(store: Store, rows: list[Row], home: Path) -> dict[str, str]:
-    """config_hash → a density (toy) or samples (images) PNG of one of the row's runs."""
+def _density_images(store: Store, rows: list[Row], runs_root: Path) -> dict[str, str]:
+    """config_hash → a density (toy) or samples (images) PNG of one of the row's runs (local run storage)."""
     images: dict[str, str] = {}
     for row in rows:
         if row.source != "ours" or not row.run_ids:
@@ -317,7 +319,7 @@ def _density_images(store: Store, rows: list[Row], home: Path) -> dict[str, str]
         run_row = store.get_run(row.run_ids[0])
         if run_row is None:
             continue
-        folder = home / "runs" / run_row["campaign_id"] / run_row["run_key"]
+        folder = runs_root / run_row["campaign_id"] / run_row["run_key"]
         for name in ("density.png", "samples.png"):
             if (folder / name).exists():
                 images[row.config_hash] = str(folder / name)
@@ -403,8 +405,11 @@ def logs(
         store = _store(settings)
         scope = store.get_campaign(campaign_id)["id"] if campaign_id is not None else None
         run_row = store.get_run(run_id, scope)
-        log_file = settings.home / "runs" / run_row["campaign_id"] / run_row["run_key"] / "train.log"
-        text = log_file.read_text() if log_file.exists() else ""
+        from nflab.workers.storage import Folder, join
+
+        folder = Folder.of(join(settings.storage, run_row["campaign_id"], run_row["run_key"]))
+        log_file = folder.uri_of("train.log")
+        text = folder.read_text("train.log") or ""
         if json_out:
             _print_json({"run": run_row, "log": text})
             return EXIT_OK
