@@ -145,7 +145,9 @@ class RayCluster:
             env["RAY_AUTH_TOKEN"] = self.token
         return env
 
-    def _start_node(self, args: list[str], name: str, wait_port: int | None) -> RayNode:
+    def _start_node(
+        self, args: list[str], name: str, wait_port: int | None, env: Mapping[str, str] | None = None
+    ) -> RayNode:
         log = self.root / f"{name}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
@@ -153,7 +155,7 @@ class RayCluster:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=self.root,
                 start_new_session=True,
             )
@@ -183,13 +185,23 @@ class RayCluster:
         tail = head.log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"Ray head not ready in {START_TIMEOUT_S} s:\n{tail}")
 
-    def add_worker(self, num_cpus: int = 1) -> RayNode:
-        """Start a worker node (``ray start --address``) joined to this head; returns once it is registered."""
+    def add_worker(self, num_cpus: int = 1, *, num_gpus: int = 0, env: Mapping[str, str] | None = None) -> RayNode:
+        """Start a worker node (``ray start --address``) joined to this head; returns once it is registered.
+
+        ``num_gpus`` declares logical GPUs (for scheduling; no CUDA needed); ``env`` adds variables to this node's
+        environment only (its own scratch folder, storage credentials), which its tasks inherit."""
         before = self._alive_nodes()
         node = self._start_node(
-            [f"--address={self.gcs_address}", f"--num-cpus={num_cpus}", f"--temp-dir={self.temp_dir}", *_node_ports()],
+            [
+                f"--address={self.gcs_address}",
+                f"--num-cpus={num_cpus}",
+                f"--num-gpus={num_gpus}",
+                f"--temp-dir={self.temp_dir}",
+                *_node_ports(),
+            ],
             f"worker{len(self.nodes)}",
             None,
+            env=env,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while self._alive_nodes() <= before:
@@ -221,6 +233,26 @@ class RayCluster:
             frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
             found |= frontier
         found.discard(os.getpid())
+        return sorted(found)
+
+    def kill_node(self, node: RayNode) -> list[int]:
+        """Node loss: SIGKILL one node's ``ray start`` process and every descendant (raylet, workers, agents) at once,
+        as a machine that dies would; returns the pids killed. The head notices through its health checks."""
+        table = _process_table()
+        found = {node.proc.pid}
+        frontier = set(found)
+        while frontier:
+            frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
+            found |= frontier
+        found.discard(os.getpid())
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)  # freeze the whole tree first: nothing restarts or reports its death
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.proc.wait(timeout=STOP_GRACE_S)
         return sorted(found)
 
     def stop(self) -> None:
@@ -261,6 +293,15 @@ def _process_table() -> dict[int, tuple[int, bytes]]:
             continue
         table[int(entry.name)] = (int(fields[1]), cmdline)
     return table
+
+
+# fast node-death detection for node-loss tests (Ray's defaults take about 15 s to declare a node dead)
+FAST_HEALTH_CHECKS = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "4",
+}
 
 
 def start_head(

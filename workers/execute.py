@@ -144,6 +144,20 @@ def _summarise(tracker: Tracker, state: TrainState, run_dir: Path) -> None:
         tracker.log_artifact(final[-1].path, "checkpoints")
 
 
+def _gpu_note(spec: Mapping[str, Any]) -> str | None:
+    """For a run that asked for a GPU: which devices Ray gave it, and whether CUDA is really there."""
+    resources = (spec.get("config") or {}).get("resources") or {}
+    gpu = float(resources.get("gpu") or 0)
+    if gpu <= 0:
+        return None
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+    if torch.cuda.is_available():
+        return f"resources.gpu={gpu:g}: CUDA_VISIBLE_DEVICES={visible}, {torch.cuda.device_count()} CUDA device(s)"
+    return f"resources.gpu={gpu:g}: CUDA_VISIBLE_DEVICES={visible}, but CUDA is not available here: training on CPU"
+
+
 def execute_run(
     spec: Mapping[str, Any],
     *,
@@ -154,10 +168,12 @@ def execute_run(
     data_root: str | None = None,
     progress: Callable[[str, int, int, dict], None] | None = None,
     stop_after_step: int | None = None,
+    where: str | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and record one run; resumes from the newest checkpoint in its folder if there is one.
 
-    ``progress(run_key, step, total_steps, metrics)`` is called every ``train.log_every`` steps.
+    ``progress(run_key, step, total_steps, metrics)`` is called every ``train.log_every`` steps; ``where`` (the
+    node, from the Ray task) goes into the run's log.
     ``stop_after_step`` (or env ``NFLAB_TEST_STOP_AFTER_STEP``) is a test hook that simulates a crash.
     """
     start = time.monotonic()
@@ -172,7 +188,11 @@ def execute_run(
         run_dir.mkdir(parents=True, exist_ok=True)
         fetched = files.fetch()  # remote storage: the newest checkpoint and run.json from any earlier attempt
         log = RunLog(run_dir)
-        log.write(f"start run {run_key} (nflab run {nflab_run_id}, pid {os.getpid()}, seed {spec.get('seed')})")
+        at = f", {where}" if where else ""
+        log.write(f"start run {run_key} (nflab run {nflab_run_id}, pid {os.getpid()}, seed {spec.get('seed')}{at})")
+        gpu_note = _gpu_note(spec)
+        if gpu_note:
+            log.write(gpu_note)
         if fetched is not None:
             log.write(f"fetched the checkpoint of step {fetched} from run storage")
         (run_dir / "pid").write_text(str(os.getpid()))

@@ -94,6 +94,7 @@ def _run_in_task(
         nflab_run_id=run_id,
         data_root=data_root,
         progress=throttled_reporter(mailbox),
+        where=f"Ray node {ray.get_runtime_context().get_node_id()}",
     )
 
 
