@@ -193,6 +193,22 @@ class RunEventRelay:
         self.on_result(key, result)
 
 
+def _driver_mailbox() -> Any:
+    """The progress mailbox, pinned to the driver's own node: a worker node lost mid-campaign cannot take it along."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return ProgressActor.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+
+
+def _drain(mailbox: Any) -> list[tuple[str, str, int, int, dict]]:
+    """The mailbox's events; none when it is gone (progress is lost, results still arrive through the tasks)."""
+    try:
+        return ray.get(mailbox.drain.remote(), timeout=30)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        return []
+
+
 def run_specs(
     specs: list[dict],
     *,
@@ -218,7 +234,7 @@ def run_specs(
     uri = absolute_tracking_uri(tracking_uri)
     root = str(Path(data_root).resolve()) if data_root else None
     prepare_tracking(uri, experiment_name)
-    mailbox = ProgressActor.remote()
+    mailbox = _driver_mailbox()
     queue = deque(longest_first(specs))
     in_flight: dict[Any, str] = {}
     relay = RunEventRelay(on_result=on_result, on_progress=on_progress, on_start=on_start)
@@ -240,7 +256,7 @@ def run_specs(
             ready, _ = ray.wait(refs, num_returns=1, timeout=POLL_S)
             if ready and len(refs) > 1:  # every other task done by now, in the same call
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-            relay.events(ray.get(mailbox.drain.remote()), running=set(in_flight.values()))
+            relay.events(_drain(mailbox), running=set(in_flight.values()))
             for ref in ready:
                 key = in_flight.pop(ref)
                 try:

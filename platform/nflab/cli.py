@@ -139,12 +139,13 @@ def run(
     """Run a pipeline's campaign to completion with a progress bar, then print a summary."""
 
     def body() -> int:
-        from nflab.campaign import check_resources, open_campaign, prepare, run_campaign
+        from nflab.campaign import check_resources, check_storage, open_campaign, prepare, run_campaign
         from nflab.workers.raynet import check_address
 
         settings = _settings()
         prepared = prepare(pipeline, set_, settings)  # the pipeline is valid and fits the store: nothing written yet
         check_address(address or settings.ray_address)  # an unusable Ray address too (within seconds)
+        check_storage(settings)  # and run storage that cannot be listed (NFLAB_STORAGE)
 
         # the store's set-up (connection, migrations) overlaps with Ray's start-up
         with ThreadPoolExecutor(max_workers=1) as pool:
