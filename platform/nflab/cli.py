@@ -156,8 +156,16 @@ def run(
             store = opened.result()
         check_resources(prepared, node_capacities())  # a run no node can host would wait forever
         campaign_id = campaign or open_campaign(store, prepared, settings, fresh=fresh)
-        total_steps = sum(s["config"]["train"]["steps"] for s in prepared.specs)
+        steps_of = {s["run_key"]: s["config"]["train"]["steps"] for s in prepared.specs}  # dict lookups per event
+        total_steps = sum(steps_of.values())
         done_steps: dict[str, int] = {}
+        done_total = [0]  # sum(done_steps.values()), kept up to date per event instead of re-summed
+
+        def advance(run_key: str, step: int) -> int:
+            done_total[0] += step - done_steps.get(run_key, 0)
+            done_steps[run_key] = step
+            return done_total[0]
+
         quiet = json_out or not sys.stderr.isatty()
         with Progress(
             TextColumn("{task.description}", style="bold", markup=False),
@@ -173,15 +181,12 @@ def run(
             runs_bar = progress.add_task("runs", total=len(prepared.specs), info="")
 
             def on_progress(run_key: str, step: int, total: int, metrics: dict[str, Any]) -> None:
-                done_steps[run_key] = step
                 loss = metrics.get("train_loss")
                 info = f"{run_key} loss {loss:.3f}" if isinstance(loss, float) else run_key
-                progress.update(bar, completed=sum(done_steps.values()), info=info)
+                progress.update(bar, completed=advance(run_key, step), info=info)
 
             def on_result(run_key: str, result: dict[str, Any]) -> None:
-                spec = next(s for s in prepared.specs if s["run_key"] == run_key)
-                done_steps[run_key] = spec["config"]["train"]["steps"]
-                progress.update(bar, completed=sum(done_steps.values()))
+                progress.update(bar, completed=advance(run_key, steps_of[run_key]))
                 progress.advance(runs_bar)
                 if result.get("status") != "finished" and not quiet:
                     progress.console.print(styled((f"run {run_key} failed:", "red"), f" {result.get('error')}"))
@@ -196,9 +201,9 @@ def run(
                 on_result=on_result,
             )
             for key in outcome.skipped:
-                done_steps[key] = next(s for s in prepared.specs if s["run_key"] == key)["config"]["train"]["steps"]
+                advance(key, steps_of[key])
                 progress.advance(runs_bar)
-            progress.update(bar, completed=sum(done_steps.values()))
+            progress.update(bar, completed=done_total[0])
         runs = store.list_runs(campaign_id)
         if json_out:
             _print_json({"campaign_id": campaign_id, "runs": runs, "failed": outcome.failed})

@@ -97,7 +97,16 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
         env = cluster.client_env({**os.environ, **s3.env, **settings})
         env.pop("RAY_ADDRESS", None)
         env["NFLAB_SCRATCH"] = str(root / "driver-scratch")
-        yield Grid(cluster, s3, workers, root, env)
+        saved = {k: os.environ.get(k) for k in s3.env}
+        os.environ.update(s3.env)  # this process reads storage too (the test's own checks)
+        try:
+            yield Grid(cluster, s3, workers, root, env)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def _campaign_runs(grid: Grid, out: str) -> tuple[str, list[dict]]:
@@ -116,7 +125,7 @@ def test_a_campaign_runs_across_both_worker_nodes(grid: Grid) -> None:
     logs = {r["run_key"]: Folder.of(join(grid.storage, campaign_id, r["run_key"])).read_text("train.log") for r in runs}
     nodes = {re.search(r"Ray node (\w+)", text or "").group(1) for text in logs.values()}
     assert len(nodes) == 2, nodes  # both worker nodes ran runs (the head has no CPU for them)
-    assert not any(Path(s).rglob("*.pt") for s in grid.workers)  # finished runs leave nothing in scratch
+    assert not any(any(Path(s).rglob("*.pt")) for s in grid.workers)  # finished runs leave nothing in scratch
 
     from nflab.store import Store
 
