@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -83,7 +84,9 @@ def _run_in_task(
 ) -> dict:
     """Body of the Ray task: announce the start, fit torch's threads to the task, then execute the run, reporting
     progress to the mailbox."""
-    mailbox.report.remote("start", spec["run_key"], 0, 0, {})  # execute_run writes <workdir>/<run_key>/pid
+    node = ray.get_runtime_context().get_node_id()
+    attempt = {"attempt": f"{node}:{os.getpid()}"}  # a retry runs in another process: another attempt
+    mailbox.report.remote("start", spec["run_key"], 0, 0, attempt)  # execute_run writes <workdir>/<run_key>/pid
     fit_threads(_task_options(spec)["num_cpus"])
 
     return execute_run(
@@ -94,7 +97,7 @@ def _run_in_task(
         nflab_run_id=run_id,
         data_root=data_root,
         progress=throttled_reporter(mailbox),
-        where=f"Ray node {ray.get_runtime_context().get_node_id()}",
+        where=f"Ray node {node}",
     )
 
 
@@ -156,8 +159,9 @@ def _recorded_run_id(workdir: str, run_key: str) -> str | None:
 class RunEventRelay:
     """Turns the tasks' mailbox events and results into the callbacks, in a safe order per run.
 
-    ``on_start`` is called exactly once per run and always before its ``on_result``; nothing is delivered for a
-    run after its result. A task that fails within a second returns before its "start" event reaches the
+    ``on_start`` is called once per attempt of a run (a "start" event naming another ``attempt`` than the first is
+    Ray retrying the task after its worker or node died) and always before its ``on_result``; nothing is delivered
+    for a run after its result. A task that fails within a second returns before its "start" event reaches the
     driver; that late event once reopened a failed run as ``running`` in the store.
     """
 
@@ -165,6 +169,7 @@ class RunEventRelay:
         self.on_result, self.on_progress, self.on_start = on_result, on_progress, on_start
         self.started: set[str] = set()
         self.done: set[str] = set()
+        self.attempt: dict[str, Any] = {}
 
     def _start(self, key: str) -> None:
         if key not in self.started:
@@ -179,7 +184,14 @@ class RunEventRelay:
             if key in self.done or key not in running:
                 continue
             if kind == "start":
-                self._start(key)
+                ident = (metrics or {}).get("attempt")
+                if key in self.started and ident is not None and self.attempt.get(key) not in (None, ident):
+                    self.attempt[key] = ident  # a retry: the run starts again
+                    if self.on_start is not None:
+                        self.on_start(key)
+                else:
+                    self._start(key)
+                    self.attempt.setdefault(key, ident)
             elif kind == "progress":
                 latest[key] = (step, total, metrics)
         if self.on_progress is not None:
@@ -249,6 +261,16 @@ def run_specs(
             )
             in_flight[ref] = key
 
+    # Ray's driver prints cluster events (e.g. "Task … failed. There are 3 retries remaining") to sys.stdout,
+    # which belongs to the command's output (`--json`): while tasks run, they go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        _drive(submit, in_flight, relay, mailbox, workdir_s)
+
+
+def _drive(
+    submit: Callable[[], None], in_flight: dict[Any, str], relay: RunEventRelay, mailbox: Any, workdir: str
+) -> None:
+    """The driver loop: wait for tasks, relay events and results, top the window up; cancel what is left on exit."""
     try:
         submit()
         while in_flight:
@@ -262,7 +284,7 @@ def run_specs(
                 try:
                     result = ray.get(ref)
                 except (ray.exceptions.RayError, OSError) as exc:
-                    result = failed_result(_death_message(exc), mlflow_run_id=_recorded_run_id(workdir_s, key))
+                    result = failed_result(_death_message(exc), mlflow_run_id=_recorded_run_id(workdir, key))
                 relay.result(key, result)
             submit()
     finally:

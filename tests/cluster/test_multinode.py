@@ -207,7 +207,7 @@ def test_node_loss_resumes_on_the_other_node_bit_identically(grid: Grid) -> None
 
     with Store(grid.env["NFLAB_DB_URL"]) as store:
         run = store.get_run(runs[0]["id"])
-    assert run["status"] == "finished" and run["error"] is None
+    assert run["status"] == "finished" and run["error"] is None and run["attempts"] == 2
     text = Folder.of(join(grid.storage, campaign_id, run["run_key"])).read_text("train.log") or ""
     assert len(set(re.findall(r"Ray node (\w+)", text))) == 2  # started on one node, finished on the other
     fetched = int(re.search(r"fetched the checkpoint of step (\d+)", text).group(1))
