@@ -72,13 +72,22 @@ def _free_range(width: int = 40) -> tuple[int, int]:
 
 def _node_ports() -> list[str]:
     low, high = _free_range()
+    taken: set[int] = set()
+
+    def single() -> int:  # a free port outside the worker range and not handed out already (Ray refuses overlaps)
+        while True:
+            port = free_port()
+            if not low <= port <= high and port not in taken:
+                taken.add(port)
+                return port
+
     return [
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
+        f"--node-manager-port={single()}",
+        f"--object-manager-port={single()}",
+        f"--dashboard-agent-listen-port={single()}",
+        f"--dashboard-agent-grpc-port={single()}",
+        f"--runtime-env-agent-port={single()}",
+        f"--metrics-export-port={single()}",
         f"--min-worker-port={low}",
         f"--max-worker-port={high}",
     ]

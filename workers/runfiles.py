@@ -6,8 +6,8 @@ storage (``s3://``…) is mirrored through a node-local scratch folder (``nflab.
 - :meth:`RunFiles.fetch` before training: ``run.json`` (the MLflow run to continue), ``train.log``, and the
   step checkpoints newer than the local ones plus the best-weights file, so that a run retried on any node resumes
   from the newest checkpoint in storage, bit-identically;
-- as a checkpoint mirror (:func:`nflab.workers.checkpoint.mirrored`): each new checkpoint is uploaded (atomic:
-  temporary key, then move), then ``train.log`` and ``run.json``; deleted ones are deleted there too;
+- as a checkpoint mirror (:func:`nflab.workers.checkpoint.mirrored`): ``train.log`` and ``run.json``, then each new
+  checkpoint are uploaded (atomic: temporary key, then move); deleted ones are deleted there too;
 - :meth:`RunFiles.publish` at the end: the run's artifacts (config, figures, analysis files, log); their
   storage URIs are what the RunResult records.
 """
@@ -60,11 +60,12 @@ class RunFiles:
 
     # the checkpoint mirror (nflab.workers.checkpoint.Mirror)
     def saved(self, path: Path) -> None:
-        """Upload a new checkpoint, then the log and ``run.json`` as they are now."""
+        """Upload the log and ``run.json`` as they are now, then the new checkpoint (so storage never holds a
+        checkpoint without the log that led to it)."""
         if not self.remote:
             return
-        self.checkpoints.put(path)
         self._put_side_files()
+        self.checkpoints.put(path)
 
     def removed(self, path: Path) -> None:
         """Delete the storage copy of a checkpoint deleted locally."""

@@ -151,6 +151,7 @@ def _wait(predicate, timeout: float, what: str, poll: float = 0.1):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+@pytest.mark.slow  # about 80 s on 2 cores (a 400-step run, the loss, the resume, an uninterrupted reference run)
 def test_node_loss_resumes_on_the_other_node_bit_identically(grid: Grid) -> None:
     pipeline = grid.root / "long.yaml"
     pipeline.write_text(LONG)
