@@ -19,7 +19,7 @@ import torch
 
 from tests.raycluster import RayCluster, ray_cluster
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # about 2 min on 2 cores: a cluster, 4 fresh GPU workers
 
 NFLAB = str(Path(sys.executable).with_name("nflab"))
 PIPELINE = """\
