@@ -56,7 +56,7 @@ def check_uri(value: str) -> str:
         raise _fail(value, "is empty")
     m = _SCHEME.match(value)
     if m is None:
-        if "://" in value or value.startswith(("s3:", "gs:")):
+        if "://" in value or re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:", value):  # a scheme without its //
             raise _fail(value, "is not a URI nor a path")
         return str(Path(value).expanduser().resolve())
     scheme = m["scheme"].lower()
