@@ -72,13 +72,22 @@ def _free_range(width: int = 40) -> tuple[int, int]:
 
 def _node_ports() -> list[str]:
     low, high = _free_range()
+    taken: set[int] = set()
+
+    def single() -> int:  # a free port outside the worker range and not handed out already (Ray refuses overlaps)
+        while True:
+            port = free_port()
+            if not low <= port <= high and port not in taken:
+                taken.add(port)
+                return port
+
     return [
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
+        f"--node-manager-port={single()}",
+        f"--object-manager-port={single()}",
+        f"--dashboard-agent-listen-port={single()}",
+        f"--dashboard-agent-grpc-port={single()}",
+        f"--runtime-env-agent-port={single()}",
+        f"--metrics-export-port={single()}",
         f"--min-worker-port={low}",
         f"--max-worker-port={high}",
     ]
@@ -145,7 +154,9 @@ class RayCluster:
             env["RAY_AUTH_TOKEN"] = self.token
         return env
 
-    def _start_node(self, args: list[str], name: str, wait_port: int | None) -> RayNode:
+    def _start_node(
+        self, args: list[str], name: str, wait_port: int | None, env: Mapping[str, str] | None = None
+    ) -> RayNode:
         log = self.root / f"{name}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
@@ -153,7 +164,7 @@ class RayCluster:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=self.root,
                 start_new_session=True,
             )
@@ -183,13 +194,23 @@ class RayCluster:
         tail = head.log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"Ray head not ready in {START_TIMEOUT_S} s:\n{tail}")
 
-    def add_worker(self, num_cpus: int = 1) -> RayNode:
-        """Start a worker node (``ray start --address``) joined to this head; returns once it is registered."""
+    def add_worker(self, num_cpus: int = 1, *, num_gpus: int = 0, env: Mapping[str, str] | None = None) -> RayNode:
+        """Start a worker node (``ray start --address``) joined to this head; returns once it is registered.
+
+        ``num_gpus`` declares logical GPUs (for scheduling; no CUDA needed); ``env`` adds variables to this node's
+        environment only (its own scratch folder, storage credentials), which its tasks inherit."""
         before = self._alive_nodes()
         node = self._start_node(
-            [f"--address={self.gcs_address}", f"--num-cpus={num_cpus}", f"--temp-dir={self.temp_dir}", *_node_ports()],
+            [
+                f"--address={self.gcs_address}",
+                f"--num-cpus={num_cpus}",
+                f"--num-gpus={num_gpus}",
+                f"--temp-dir={self.temp_dir}",
+                *_node_ports(),
+            ],
             f"worker{len(self.nodes)}",
             None,
+            env=env,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while self._alive_nodes() <= before:
@@ -221,6 +242,26 @@ class RayCluster:
             frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
             found |= frontier
         found.discard(os.getpid())
+        return sorted(found)
+
+    def kill_node(self, node: RayNode) -> list[int]:
+        """Node loss: SIGKILL one node's ``ray start`` process and every descendant (raylet, workers, agents) at once,
+        as a machine that dies would; returns the pids killed. The head notices through its health checks."""
+        table = _process_table()
+        found = {node.proc.pid}
+        frontier = set(found)
+        while frontier:
+            frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
+            found |= frontier
+        found.discard(os.getpid())
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)  # freeze the whole tree first: nothing restarts or reports its death
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.proc.wait(timeout=STOP_GRACE_S)
         return sorted(found)
 
     def stop(self) -> None:
@@ -261,6 +302,15 @@ def _process_table() -> dict[int, tuple[int, bytes]]:
             continue
         table[int(entry.name)] = (int(fields[1]), cmdline)
     return table
+
+
+# fast node-death detection for node-loss tests (Ray's defaults take about 15 s to declare a node dead)
+FAST_HEALTH_CHECKS = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "4",
+}
 
 
 def start_head(

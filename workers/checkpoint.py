@@ -3,6 +3,10 @@
 Writes are atomic (temporary file in the same folder, fsync, ``os.replace``) so that a worker killed while
 saving never leaves a truncated checkpoint behind. The last ``KEEP_LAST`` step checkpoints are kept, and one
 "best" file holding the evaluated (EMA, when used) weights of the best evaluation so far.
+
+A folder may be *mirrored* (:func:`mirrored`): after each file is written its mirror's ``saved(path)`` is called
+(the run's remote storage uploads it), and ``removed(path)`` after an old one is deleted, new before old, so the
+mirror always holds a complete newest checkpoint.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -39,6 +45,32 @@ class CheckpointFile:
             "uri": self.path.resolve().as_uri(),
             "sha256": sha256_file(self.path),
         }
+
+
+class Mirror(Protocol):
+    """Receives the checkpoint files of a folder as they are written and deleted."""
+
+    def saved(self, path: Path) -> None: ...
+
+    def removed(self, path: Path) -> None: ...
+
+
+_MIRRORS: dict[Path, Mirror] = {}
+
+
+@contextmanager
+def mirrored(folder: Path, mirror: Mirror) -> Iterator[None]:
+    """While the block runs, every checkpoint written to (or deleted from) ``folder`` is passed to ``mirror``."""
+    key = folder.resolve()
+    _MIRRORS[key] = mirror
+    try:
+        yield
+    finally:
+        _MIRRORS.pop(key, None)
+
+
+def _mirror_of(folder: Path) -> Mirror | None:
+    return _MIRRORS.get(folder.resolve()) if _MIRRORS else None
 
 
 def sha256_file(path: Path) -> str:
@@ -86,8 +118,13 @@ def save_step(folder: Path, step: int, state: dict[str, Any]) -> CheckpointFile:
     """Write the step checkpoint, then delete step checkpoints older than the last ``KEEP_LAST``."""
     path = folder / f"step_{step:08d}.pt"
     atomic_save(state, path)
+    mirror = _mirror_of(folder)
+    if mirror is not None:
+        mirror.saved(path)
     for old in step_checkpoints(folder)[:-KEEP_LAST]:
         old.path.unlink(missing_ok=True)
+        if mirror is not None:
+            mirror.removed(old.path)
     return CheckpointFile(step, path)
 
 
@@ -95,9 +132,14 @@ def save_best(folder: Path, step: int, state: dict[str, Any]) -> CheckpointFile:
     """Write the best-weights file for ``step`` and remove the previous one."""
     path = folder / f"best_step_{step:08d}.pt"
     atomic_save(state, path)
+    mirror = _mirror_of(folder)
+    if mirror is not None:
+        mirror.saved(path)
     for old in _listed(folder, _BEST_RE):
         if old.path != path:
             old.path.unlink(missing_ok=True)
+            if mirror is not None:
+                mirror.removed(old.path)
     return CheckpointFile(step, path)
 
 
@@ -108,4 +150,13 @@ def load_latest(folder: Path, map_location: torch.device | str = "cpu") -> tuple
             return ckpt, torch.load(ckpt.path, map_location=map_location, weights_only=False)
         except Exception:  # a damaged file: try the previous one
             continue
+    return None
+
+
+def parse_name(name: str) -> tuple[str, int] | None:
+    """``("step", n)`` or ``("best", n)`` for a checkpoint file name, None for any other name."""
+    for kind, pattern in (("step", _STEP_RE), ("best", _BEST_RE)):
+        m = pattern.match(name)
+        if m:
+            return kind, int(m.group(1))
     return None

@@ -1,6 +1,7 @@
 """``execute_run``: one run from spec to RunResult; run-level failures become ``status="failed"``, never raises.
 
-Layout of a run folder ``<workdir>/<run_key>/``: ``run.json`` (MLflow run id), ``config.json`` (the spec),
+``workdir`` is the campaign's folder in run storage (a path, or a URI: ``nflab.workers.runfiles``). Layout of a
+run folder ``<workdir>/<run_key>/``: ``run.json`` (MLflow run id), ``config.json`` (the spec),
 ``pid`` (the process running it), ``checkpoints/``, the PNG figures, and ``analysis/`` when the spec has an
 ``analysis`` section (``nflab.workers.analyses``, after training); a fit1d run (config ``kind: fit1d``) runs its
 regression instead of density training.
@@ -18,6 +19,7 @@ from typing import Any
 
 from . import checkpoint as ckpt
 from .analyses import AnalysisOutcome, analysis_of, run_fit1d
+from .runfiles import RunFiles
 from .runlog import RunLog
 from .tracking import Tracker
 from .train import RunFailure, TrainState, train_run
@@ -119,11 +121,11 @@ def result_rows(state: TrainState) -> list[dict[str, Any]]:
     return rows
 
 
-def _checkpoint_rows(run_dir: Path) -> list[dict[str, Any]]:
-    folder = run_dir / "checkpoints"
-    files = ckpt.step_checkpoints(folder)
+def _checkpoint_rows(files: RunFiles) -> list[dict[str, Any]]:
+    folder = files.run_dir / "checkpoints"
+    found = ckpt.step_checkpoints(folder)
     best = ckpt.best_checkpoint(folder)
-    return [c.describe() for c in [*files, *([best] if best else [])]]
+    return [{**c.describe(), "uri": files.checkpoint_uri(c.path)} for c in [*found, *([best] if best else [])]]
 
 
 def _summarise(tracker: Tracker, state: TrainState, run_dir: Path) -> None:
@@ -143,6 +145,20 @@ def _summarise(tracker: Tracker, state: TrainState, run_dir: Path) -> None:
         tracker.log_artifact(final[-1].path, "checkpoints")
 
 
+def _gpu_note(spec: Mapping[str, Any]) -> str | None:
+    """For a run that asked for a GPU: which devices Ray gave it, and whether CUDA is really there."""
+    resources = (spec.get("config") or {}).get("resources") or {}
+    gpu = float(resources.get("gpu") or 0)
+    if gpu <= 0:
+        return None
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+    if torch.cuda.is_available():
+        return f"resources.gpu={gpu:g}: CUDA_VISIBLE_DEVICES={visible}, {torch.cuda.device_count()} CUDA device(s)"
+    return f"resources.gpu={gpu:g}: CUDA_VISIBLE_DEVICES={visible}, but CUDA is not available here: training on CPU"
+
+
 def execute_run(
     spec: Mapping[str, Any],
     *,
@@ -153,23 +169,33 @@ def execute_run(
     data_root: str | None = None,
     progress: Callable[[str, int, int, dict], None] | None = None,
     stop_after_step: int | None = None,
+    where: str | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and record one run; resumes from the newest checkpoint in its folder if there is one.
 
-    ``progress(run_key, step, total_steps, metrics)`` is called every ``train.log_every`` steps.
+    ``progress(run_key, step, total_steps, metrics)`` is called every ``train.log_every`` steps; ``where`` (the
+    node, from the Ray task) goes into the run's log.
     ``stop_after_step`` (or env ``NFLAB_TEST_STOP_AFTER_STEP``) is a test hook that simulates a crash.
     """
     start = time.monotonic()
     run_key = str(spec.get("run_key", "run"))
-    run_dir = Path(workdir).resolve() / run_key
+    files = RunFiles(workdir, run_key)
+    run_dir = files.run_dir
     state = TrainState()
     outcome = AnalysisOutcome()
     tracker: Tracker | None = None
     log: RunLog | None = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        fetched = files.fetch()  # remote storage: the newest checkpoint and run.json from any earlier attempt
         log = RunLog(run_dir)
-        log.write(f"start run {run_key} (nflab run {nflab_run_id}, pid {os.getpid()}, seed {spec.get('seed')})")
+        at = f", {where}" if where else ""
+        log.write(f"start run {run_key} (nflab run {nflab_run_id}, pid {os.getpid()}, seed {spec.get('seed')}{at})")
+        gpu_note = _gpu_note(spec)
+        if gpu_note:
+            log.write(gpu_note)
+        if fetched is not None:
+            log.write(f"fetched the checkpoint of step {fetched} from run storage")
         (run_dir / "pid").write_text(str(os.getpid()))
         (run_dir / "config.json").write_text(json.dumps(dict(spec), indent=2, sort_keys=True, default=str))
         tracker = Tracker.open(
@@ -183,15 +209,16 @@ def execute_run(
         fit1d = spec["config"].get("kind") == "fit1d"  # a run kind of its own: a regression instead of a density
         analysis = None if fit1d else analysis_of(spec)
         if not fit1d:
-            train_run(
-                spec,
-                run_dir,
-                tracker,
-                state,
-                data_root=data_root,
-                progress=log.wrap(progress),
-                stop_after_step=stop_after_step,
-            )
+            with ckpt.mirrored(run_dir / "checkpoints", files):
+                train_run(
+                    spec,
+                    run_dir,
+                    tracker,
+                    state,
+                    data_root=data_root,
+                    progress=log.wrap(progress),
+                    stop_after_step=stop_after_step,
+                )
         _summarise(tracker, state, run_dir)
         if fit1d:
             log.write("fit1d regression")
@@ -212,6 +239,16 @@ def execute_run(
                 tracker.finish("FAILED")
             except Exception:  # the store itself may be what failed
                 pass
+    artifacts: list[str] = []
+    if log is not None:
+        try:
+            files.publish([p for p in (run_dir / "config.json",) if p.is_file()])
+            artifacts = files.publish([*state.plots, *outcome.artifacts])
+        except Exception as exc:  # storage gone at the very end: the run's numbers stand, its files are lost
+            log.write(f"could not publish the run's files to run storage: {one_line(exc)}")
+    checkpoints = _checkpoint_rows(files) if run_dir.is_dir() else []
+    if status == "finished":
+        files.drop_scratch()
     return {
         "status": status,
         "error": error,
@@ -219,12 +256,12 @@ def execute_run(
         "resumed_from": state.resumed_from,
         "mlflow_run_id": None if tracker is None else tracker.run_id,
         "results": [*result_rows(state), *outcome.results] if status == "finished" else [],
-        "checkpoints": _checkpoint_rows(run_dir) if run_dir.is_dir() else [],
+        "checkpoints": checkpoints,
         "certificates": state.certificates,
         "certificates_step": state.certificates_step,
         "n_params": state.n_params,
         "preset": state.preset,
         "data_digest": state.data_digest or None,
-        "artifacts": [p.resolve().as_uri() for p in [*state.plots, *outcome.artifacts]],
+        "artifacts": artifacts,
         "wall_s": round(time.monotonic() - start, 3),
     }

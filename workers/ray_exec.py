@@ -1,21 +1,26 @@
 """Running many specs: one Ray task per run (``run_specs``) or sequentially in-process (``run_specs_inline``).
 
 Ray tasks ask for ``resources.cpu`` CPUs and ``resources.gpu`` GPUs (fractional allowed; it does not split GPU
-memory) and are retried ``resources.retries`` times when their worker dies (``retry_exceptions=False``:
-an exception is a result, not a reason to retry). A retried task resumes from the run's newest checkpoint
-because the workdir is shared: local disk in the embedded default; on a multi-node cluster the workdir
-must be a filesystem mounted at the same path on every node (NFS, EFS, a PVC…), or resumption starts over.
+memory) and are retried ``resources.retries`` times when their worker (or its node) dies
+(``retry_exceptions=False``: an exception is a result, not a reason to retry). A retried task, on any node,
+resumes from the run's newest checkpoint in run storage (``workdir``: a local folder in the embedded default, a
+mount, or an ``s3://``/``gs://`` URI: ``nflab.workers.runfiles``).
 
-The driver is the single writer: it receives each RunResult through ``ray.wait`` as soon as the run ends and
-hands it to ``on_result``. Tasks report start and step-level progress to a small ``ProgressActor`` that the
+Runs are submitted longest first by their declared budget (``train.steps × train.batch_size``), a bounded window
+at a time, so that the long runs do not form an unpaired tail. The driver is the single writer: it collects every
+finished task of a poll in one ``ray.wait`` and hands each RunResult to ``on_result``; bookkeeping is by dict
+(no scan of all runs per event). Tasks report start and step-level progress to a small ``ProgressActor`` that the
 driver polls, so that the platform can show progress without the tasks writing to its store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,12 +30,14 @@ import ray
 from .execute import execute_run, failed_result
 from .progress import ProgressActor, throttled_reporter
 from .raynet import AUTH_HELP, RayAddressError, check_address, enable_token_auth_if_available
+from .storage import Folder, check_uri, join
 from .tracking import absolute_tracking_uri, prepare_tracking
 
 OnResult = Callable[[str, dict], None]
 OnProgress = Callable[[str, int, int, dict], None]
 OnStart = Callable[[str], None]
 POLL_S = 1.0
+MIN_WINDOW = 64  # tasks in flight at least (default window: max(MIN_WINDOW, 4 × the cluster's CPUs))
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -75,8 +82,12 @@ def node_capacities() -> list[dict[str, float]]:
 def _run_in_task(
     spec: dict, workdir: str, tracking_uri: str, experiment_name: str, run_id: str, data_root: str | None, mailbox: Any
 ) -> dict:
-    """Body of the Ray task: announce the start, then execute the run, reporting progress to the mailbox."""
-    mailbox.report.remote("start", spec["run_key"], 0, 0, {})  # execute_run writes <workdir>/<run_key>/pid
+    """Body of the Ray task: announce the start, fit torch's threads to the task, then execute the run, reporting
+    progress to the mailbox."""
+    node = ray.get_runtime_context().get_node_id()
+    attempt = {"attempt": f"{node}:{os.getpid()}"}  # a retry runs in another process: another attempt
+    mailbox.report.remote("start", spec["run_key"], 0, 0, attempt)  # execute_run writes <workdir>/<run_key>/pid
+    fit_threads(_task_options(spec)["num_cpus"])
 
     return execute_run(
         spec,
@@ -86,6 +97,7 @@ def _run_in_task(
         nflab_run_id=run_id,
         data_root=data_root,
         progress=throttled_reporter(mailbox),
+        where=f"Ray node {node}",
     )
 
 
@@ -111,18 +123,45 @@ def _death_message(exc: BaseException) -> str:
     return f"worker died: {type(exc).__name__}: {first}"[:500]
 
 
+def fit_threads(num_cpus: float) -> None:
+    """Torch's intra-op threads = the CPUs the task holds (at least 1); inter-op threads once per process.
+
+    A pooled Ray worker keeps torch's thread pools across tasks; left alone they follow the machine's core count
+    (or whatever the previous task set), which oversubscribes the cores the scheduler handed out.
+    """
+    import torch
+
+    n = max(1, int(num_cpus))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):  # already set (or used) in this process: it can be set only once
+        torch.set_num_interop_threads(n)
+
+
+def budget(spec: dict) -> float:
+    """A run's declared budget: ``train.steps × train.batch_size`` (0 when not declared)."""
+    train = (spec.get("config") or {}).get("train") or {}
+    return float(train.get("steps") or 0) * float(train.get("batch_size") or 0)
+
+
+def longest_first(specs: list[dict]) -> list[dict]:
+    """``specs`` ordered by declared budget, largest first (stable: equal budgets keep their order)."""
+    return sorted(specs, key=budget, reverse=True)
+
+
 def _recorded_run_id(workdir: str, run_key: str) -> str | None:
     try:
-        return json.loads((Path(workdir) / run_key / "run.json").read_text())["mlflow_run_id"]
-    except (OSError, ValueError, KeyError):
+        return json.loads(Folder.of(join(workdir, run_key)).read_text("run.json") or "")["mlflow_run_id"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 class RunEventRelay:
     """Turns the tasks' mailbox events and results into the callbacks, in a safe order per run.
 
-    ``on_start`` is called exactly once per run and always before its ``on_result``; nothing is delivered for a
-    run after its result. A task that fails within a second returns before its "start" event reaches the
+    ``on_start`` is called once per attempt of a run (a "start" event naming another ``attempt`` than the first is
+    Ray retrying the task after its worker or node died) and always before its ``on_result``; nothing is delivered
+    for a run after its result. A task that fails within a second returns before its "start" event reaches the
     driver; that late event once reopened a failed run as ``running`` in the store.
     """
 
@@ -130,6 +169,7 @@ class RunEventRelay:
         self.on_result, self.on_progress, self.on_start = on_result, on_progress, on_start
         self.started: set[str] = set()
         self.done: set[str] = set()
+        self.attempt: dict[str, Any] = {}
 
     def _start(self, key: str) -> None:
         if key not in self.started:
@@ -144,7 +184,14 @@ class RunEventRelay:
             if key in self.done or key not in running:
                 continue
             if kind == "start":
-                self._start(key)
+                ident = (metrics or {}).get("attempt")
+                if key in self.started and ident is not None and self.attempt.get(key) not in (None, ident):
+                    self.attempt[key] = ident  # a retry: the run starts again
+                    if self.on_start is not None:
+                        self.on_start(key)
+                else:
+                    self._start(key)
+                    self.attempt.setdefault(key, ident)
             elif kind == "progress":
                 latest[key] = (step, total, metrics)
         if self.on_progress is not None:
@@ -156,6 +203,22 @@ class RunEventRelay:
         self._start(key)
         self.done.add(key)
         self.on_result(key, result)
+
+
+def _driver_mailbox() -> Any:
+    """The progress mailbox, pinned to the driver's own node: a worker node lost mid-campaign cannot take it along."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return ProgressActor.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+
+
+def _drain(mailbox: Any) -> list[tuple[str, str, int, int, dict]]:
+    """The mailbox's events; none when it is gone (progress is lost, results still arrive through the tasks)."""
+    try:
+        return ray.get(mailbox.drain.remote(), timeout=30)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        return []
 
 
 def run_specs(
@@ -174,40 +237,54 @@ def run_specs(
     """Run every spec as a Ray task (call :func:`ensure_ray` first); ``on_result(run_key, RunResult)`` once each.
 
     The MLflow store and experiment are initialised here, once, before any task starts. ``max_concurrency``
-    caps the tasks in flight (Ray's resource accounting caps it anyway).
+    caps the tasks in flight (default: a window of ``max(MIN_WINDOW, 4 × CPUs)``; Ray's resource accounting
+    decides what actually runs).
     """
     if not specs:
         return
-    workdir_s = str(Path(workdir).resolve())
+    workdir_s = check_uri(str(workdir))
     uri = absolute_tracking_uri(tracking_uri)
     root = str(Path(data_root).resolve()) if data_root else None
     prepare_tracking(uri, experiment_name)
-    mailbox = ProgressActor.remote()
-    queue = list(specs)
+    mailbox = _driver_mailbox()
+    queue = deque(longest_first(specs))
     in_flight: dict[Any, str] = {}
     relay = RunEventRelay(on_result=on_result, on_progress=on_progress, on_start=on_start)
-    limit = max_concurrency or len(specs)
+    limit = max_concurrency or max(MIN_WINDOW, 4 * int(ray.cluster_resources().get("CPU", 1)))
 
     def submit() -> None:
         while queue and len(in_flight) < limit:
-            spec = queue.pop(0)
+            spec = queue.popleft()
             key = spec["run_key"]
             ref = _remote_run.options(**_task_options(spec)).remote(
                 spec, workdir_s, uri, experiment_name, run_ids[key], root, mailbox
             )
             in_flight[ref] = key
 
+    # Ray's driver prints cluster events (e.g. "Task … failed. There are 3 retries remaining") to sys.stdout,
+    # which belongs to the command's output (`--json`): while tasks run, they go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        _drive(submit, in_flight, relay, mailbox, workdir_s)
+
+
+def _drive(
+    submit: Callable[[], None], in_flight: dict[Any, str], relay: RunEventRelay, mailbox: Any, workdir: str
+) -> None:
+    """The driver loop: wait for tasks, relay events and results, top the window up; cancel what is left on exit."""
     try:
         submit()
         while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_S)
-            relay.events(ray.get(mailbox.drain.remote()), running=set(in_flight.values()))
+            refs = list(in_flight)
+            ready, _ = ray.wait(refs, num_returns=1, timeout=POLL_S)
+            if ready and len(refs) > 1:  # every other task done by now, in the same call
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            relay.events(_drain(mailbox), running=set(in_flight.values()))
             for ref in ready:
                 key = in_flight.pop(ref)
                 try:
                     result = ray.get(ref)
                 except (ray.exceptions.RayError, OSError) as exc:
-                    result = failed_result(_death_message(exc), mlflow_run_id=_recorded_run_id(workdir_s, key))
+                    result = failed_result(_death_message(exc), mlflow_run_id=_recorded_run_id(workdir, key))
                 relay.result(key, result)
             submit()
     finally:

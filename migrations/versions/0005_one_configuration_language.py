@@ -5,12 +5,13 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01
 
-Each run config written by the previous version (it holds an ``estimator`` section) is resolved again (``nflab.pipelines.upgrade.upgrade_config``) and its ``config_hash``
-recomputed from it, so that seeds of one configuration still share a hash (the leaderboard shows the same rows) and
-a run of a new campaign with the same configuration joins them. A config this version cannot resolve any more is
-left as it was (it keeps its hash and its rows). Run keys, seeds, results and checkpoints are untouched. Campaign
-fingerprints are not recomputed: re-running an old pipeline starts a new campaign. Downgrade keeps the upgraded
-configs (the previous version reads them: a missing ``estimator`` section means the family's defaults).
+Each run config written by the previous version (it holds an ``estimator`` section) is resolved again
+(``nflab.pipelines.upgrade.upgrade_config``) and its ``config_hash`` recomputed from it, so that seeds of one
+configuration still share a hash (the leaderboard shows the same rows) and a run of a new campaign with the same
+configuration joins them. A config this version cannot resolve any more is left as it was (it keeps its hash and its
+rows). Run keys, seeds, results and checkpoints are untouched. Campaign fingerprints are not recomputed: re-running
+an old pipeline starts a new campaign. Downgrade keeps the upgraded configs (the previous version reads them: a
+missing ``estimator`` section means the family's defaults).
 """
 
 from __future__ import annotations

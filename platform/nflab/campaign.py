@@ -260,10 +260,11 @@ def run_campaign(
         if executor is None:
             ensure_ray(address or settings.ray_address)
             executor = run_specs
+        check_storage(settings)
         try:
             executor(
                 todo,
-                workdir=str(settings.home / "runs" / campaign_id),
+                workdir=campaign_storage(settings, campaign_id),
                 tracking_uri=settings.mlflow_tracking_uri,
                 experiment_name=experiment_name(prepared.name, campaign_id),
                 run_ids=run_ids,
@@ -279,6 +280,24 @@ def run_campaign(
             raise
     store.set_campaign_status(campaign_id, "failed" if outcome.failed else "finished")
     return outcome
+
+
+def campaign_storage(settings: Settings, campaign_id: str) -> str:
+    """The campaign's folder in run storage (``NFLAB_STORAGE``): a path or a URI."""
+    from nflab.workers.storage import join
+
+    return join(settings.storage, campaign_id)
+
+
+def check_storage(settings: Settings) -> None:
+    """Refuse run storage that cannot be listed (wrong endpoint, bucket or credentials) before any run starts."""
+    from nflab.settings import SettingsError
+    from nflab.workers.storage import StorageError, probe
+
+    try:
+        probe(settings.storage)
+    except StorageError as exc:
+        raise SettingsError.from_message(str(exc)) from None
 
 
 def end_campaign(store: Store, settings: Settings, campaign_id: str, status: str, reason: str) -> int:

@@ -52,6 +52,7 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from nflab.settings import SettingsError
     from nflab.store import StoreLookupError
     from nflab.workers.raynet import RayAddressError
+    from nflab.workers.storage import StorageError
 
     return (
         BadInput,
@@ -61,6 +62,7 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
         DatasetFormatError,
         RayAddressError,
         SettingsError,
+        StorageError,
         StoreLookupError,
     )
 
@@ -146,7 +148,7 @@ def run(
     """Run a pipeline's campaign to completion with a progress bar, then print a summary."""
 
     def body() -> int:
-        from nflab.campaign import check_resources, open_campaign, prepare, run_campaign
+        from nflab.campaign import check_resources, check_storage, open_campaign, prepare, run_campaign
         from nflab.workers.raynet import check_address
 
         settings = _settings()
@@ -159,6 +161,7 @@ def run(
         if pipeline is not None:
             prepared = prepare(pipeline, set_, settings, confirmed=yes)  # valid, fits the store: nothing written yet
         check_address(address or settings.ray_address)  # an unusable Ray address too (within seconds)
+        check_storage(settings)  # and run storage that cannot be listed (NFLAB_STORAGE)
 
         # the store's set-up (connection, migrations) overlaps with Ray's start-up
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -173,8 +176,16 @@ def run(
             prepared = stored_campaign(store, campaign)  # type: ignore[arg-type]
         check_resources(prepared, node_capacities())  # a run no node can host would wait forever
         campaign_id = campaign or open_campaign(store, prepared, settings, fresh=fresh)
-        total_steps = sum(s["config"]["train"]["steps"] for s in prepared.specs)
+        steps_of = {s["run_key"]: s["config"]["train"]["steps"] for s in prepared.specs}  # dict lookups per event
+        total_steps = sum(steps_of.values())
         done_steps: dict[str, int] = {}
+        done_total = [0]  # sum(done_steps.values()), kept up to date per event instead of re-summed
+
+        def advance(run_key: str, step: int) -> int:
+            done_total[0] += step - done_steps.get(run_key, 0)
+            done_steps[run_key] = step
+            return done_total[0]
+
         quiet = json_out or not sys.stderr.isatty()
         with Progress(
             TextColumn("{task.description}", style="bold", markup=False),
@@ -190,15 +201,12 @@ def run(
             runs_bar = progress.add_task("runs", total=len(prepared.specs), info="")
 
             def on_progress(run_key: str, step: int, total: int, metrics: dict[str, Any]) -> None:
-                done_steps[run_key] = step
                 loss = metrics.get("train_loss")
                 info = f"{run_key} loss {loss:.3f}" if isinstance(loss, float) else run_key
-                progress.update(bar, completed=sum(done_steps.values()), info=info)
+                progress.update(bar, completed=advance(run_key, step), info=info)
 
             def on_result(run_key: str, result: dict[str, Any]) -> None:
-                spec = next(s for s in prepared.specs if s["run_key"] == run_key)
-                done_steps[run_key] = spec["config"]["train"]["steps"]
-                progress.update(bar, completed=sum(done_steps.values()))
+                progress.update(bar, completed=advance(run_key, steps_of[run_key]))
                 progress.advance(runs_bar)
                 if result.get("status") != "finished" and not quiet:
                     progress.console.print(styled((f"run {run_key} failed:", "red"), f" {result.get('error')}"))
@@ -213,9 +221,9 @@ def run(
                 on_result=on_result,
             )
             for key in outcome.skipped:
-                done_steps[key] = next(s for s in prepared.specs if s["run_key"] == key)["config"]["train"]["steps"]
+                advance(key, steps_of[key])
                 progress.advance(runs_bar)
-            progress.update(bar, completed=sum(done_steps.values()))
+            progress.update(bar, completed=done_total[0])
         runs = store.list_runs(campaign_id)
         if json_out:
             _print_json({"campaign_id": campaign_id, "runs": runs, "failed": outcome.failed})
@@ -360,7 +368,7 @@ def leaderboard(
             versus=versus,
         )
         if html is not None:
-            lb.write_html(rows, html, images=_density_images(store, rows, settings.home), group_by=group_by)
+            lb.write_html(rows, html, images=_density_images(store, rows, Path(settings.storage)), group_by=group_by)
         if json_out:
             _print_json(lb.to_json(rows))
         else:
@@ -372,8 +380,8 @@ def leaderboard(
     _guard(body)
 
 
-def _density_images(store: Store, rows: list[Row], home: Path) -> dict[str, str]:
-    """config_hash → a density (toy) or samples (images) PNG of one of the row's runs."""
+def _density_images(store: Store, rows: list[Row], runs_root: Path) -> dict[str, str]:
+    """config_hash → a density (toy) or samples (images) PNG of one of the row's runs (local run storage)."""
     images: dict[str, str] = {}
     for row in rows:
         if row.source != "ours" or not row.run_ids:
@@ -381,7 +389,7 @@ def _density_images(store: Store, rows: list[Row], home: Path) -> dict[str, str]
         run_row = store.get_run(row.run_ids[0])
         if run_row is None:
             continue
-        folder = home / "runs" / run_row["campaign_id"] / run_row["run_key"]
+        folder = runs_root / run_row["campaign_id"] / run_row["run_key"]
         for name in ("density.png", "samples.png"):
             if (folder / name).exists():
                 images[row.config_hash] = str(folder / name)
@@ -467,8 +475,11 @@ def logs(
         store = _store(settings)
         scope = store.get_campaign(campaign_id)["id"] if campaign_id is not None else None
         run_row = store.get_run(run_id, scope)
-        log_file = settings.home / "runs" / run_row["campaign_id"] / run_row["run_key"] / "train.log"
-        text = log_file.read_text() if log_file.exists() else ""
+        from nflab.workers.storage import Folder, join
+
+        folder = Folder.of(join(settings.storage, run_row["campaign_id"], run_row["run_key"]))
+        log_file = folder.uri_of("train.log")
+        text = folder.read_text("train.log") or ""
         if json_out:
             _print_json({"run": run_row, "log": text})
             return EXIT_OK

@@ -81,6 +81,7 @@ class Campaign(Base):
     """One expanded pipeline: a set of runs, one MLflow experiment, optionally one Ray job."""
 
     __tablename__ = "nflab_campaigns"
+    __table_args__ = (Index("ix_nflab_campaigns_created_at", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -102,6 +103,7 @@ class Run(Base):
         UniqueConstraint("campaign_id", "run_key"),
         CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
         Index("ix_nflab_runs_status", "status"),
+        Index("ix_nflab_runs_campaign_status", "campaign_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -142,6 +144,7 @@ class Result(Base):
         CheckConstraint(f"kind IN {RESULT_KINDS!r}", name="kind"),
         CheckConstraint(f"quantity IN {RESULT_QUANTITIES!r}", name="quantity"),
         Index("ix_nflab_results_metric_split_kind", "metric", "split", "kind"),
+        Index("ix_nflab_results_split_kind_metric_run", "split", "kind", "metric", "run_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -21,6 +21,7 @@ ENV_VARS: dict[str, str] = {
     "NFLAB_OPTUNA_URL": "optuna_url",
     "NFLAB_DATA": "data_root",
     "NFLAB_MAX_RUNS": "max_runs",
+    "NFLAB_STORAGE": "storage",
 }
 DEFAULT_MAX_RUNS = 10_000  # a campaign above this many runs is refused unless confirmed (``--yes``)
 
@@ -41,6 +42,13 @@ class SettingsError(ValueError):
     def __init__(self, var: str, value: str, allowed: str) -> None:
         super().__init__(f"{var}: {redact(value)!r} is not {allowed}")
 
+    @classmethod
+    def from_message(cls, message: str) -> SettingsError:
+        """A SettingsError carrying an already worded (and redacted) one-line message."""
+        err = cls.__new__(cls)
+        ValueError.__init__(err, message)
+        return err
+
 
 def redact(value: str) -> str:
     """Replace the password of ``scheme://user:password@host`` (and ``?password=``-like params) by ``***``."""
@@ -60,6 +68,7 @@ class Settings:
     optuna_url: str
     data_root: Path
     max_runs: int = DEFAULT_MAX_RUNS
+    storage: str = ""  # run storage (checkpoints, run artifacts): a folder or a filesystem URI (s3://, gs://…)
 
     @property
     def is_sqlite(self) -> bool:
@@ -119,6 +128,7 @@ def load_settings(**overrides: Any) -> Settings:
         "optuna_url": _env("NFLAB_OPTUNA_URL") or str(home / "optuna.journal"),
         "data_root": Path(_env("NFLAB_DATA") or home / "data").expanduser(),
         "max_runs": _positive_int("NFLAB_MAX_RUNS", _env("NFLAB_MAX_RUNS"), DEFAULT_MAX_RUNS),
+        "storage": _env("NFLAB_STORAGE") or str(home / "runs"),
     }
     settings = Settings(**values)
     rest = {k: v for k, v in overrides.items() if k != "home" and v is not None}
@@ -126,6 +136,7 @@ def load_settings(**overrides: Any) -> Settings:
         if key in rest:
             rest[key] = Path(rest[key]).expanduser()
     settings = replace(settings, **rest)
+    settings = replace(settings, storage=checked_storage(settings.storage))
     check_settings(settings)
     return settings
 
@@ -147,6 +158,7 @@ def check_settings(settings: Settings) -> None:
     db = _SCHEME.match(settings.db_url)
     if db is None or db["scheme"] not in DB_SCHEMES:
         raise SettingsError("NFLAB_DB_URL", settings.db_url, f"a database URL: {' or '.join(DB_SCHEMES)}://…")
+    checked_storage(settings.storage)
     mlflow = _SCHEME.match(settings.mlflow_tracking_uri)
     if mlflow is not None and mlflow["scheme"] not in MLFLOW_SCHEMES:
         raise SettingsError(
@@ -154,6 +166,17 @@ def check_settings(settings: Settings) -> None:
             settings.mlflow_tracking_uri,
             f"a tracking URI: {', '.join(MLFLOW_SCHEMES)} or a path",
         )
+
+
+def checked_storage(value: str) -> str:
+    """``NFLAB_STORAGE`` normalised (an absolute folder, or the URI as given), or :class:`SettingsError` (one line
+    naming the setting, its value and what is allowed)."""
+    from nflab.workers.storage import StorageError, check_uri
+
+    try:
+        return check_uri(str(value))
+    except StorageError as exc:
+        raise SettingsError.from_message(str(exc)) from None
 
 
 def ensure_dirs(settings: Settings | None = None) -> Settings:

@@ -555,7 +555,12 @@ class Store:
         if dataset is not None:
             stmt = stmt.where(Run.dataset == dataset)
         with self._read() as s:
-            return [{k: _aware(v) for k, v in row.items()} for row in s.execute(stmt).mappings()]
+            result = s.execute(stmt)
+            keys = list(result.keys())  # once, not per row (a large store has 100,000s of rows)
+            rows = [dict(zip(keys, row)) for row in result]
+        for row in rows:
+            row["created_at"] = _aware(row["created_at"])
+        return rows
 
     def result_metrics(self, *, split: str = "test", dataset: str | None = None) -> dict[str, list[str]]:
         """``{dataset: sorted metrics}`` of the finished runs' results on ``split`` (what the leaderboard can show)."""

@@ -66,7 +66,7 @@ def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     url = _url(tmp_path)
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0005"
+    assert migrate.current(url) == migrate.head() == "0006"
     assert table_names(url) == {*TABLES, "nflab_alembic_version"}
     assert "alembic_version" not in table_names(url)
     migrate.check(url)
@@ -96,6 +96,8 @@ def test_down_and_up_keeps_every_row(tmp_path: Path) -> None:
     assert migrate.current(url) == migrate.head()
     assert "ix_nflab_runs_status" in index_names(url, "nflab_runs")
     assert "ix_nflab_results_metric_split_kind" in index_names(url, "nflab_results")
+    assert "ix_nflab_results_split_kind_metric_run" in index_names(url, "nflab_results")
+    assert "ix_nflab_runs_campaign_status" in index_names(url, "nflab_runs")
     assert snapshot(url) == before
     migrate.check(url)
 

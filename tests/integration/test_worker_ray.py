@@ -53,7 +53,7 @@ def test_killed_worker_is_retried_and_resumes(ray_local, make_spec, workdir, mlf
     assert result["resumed_from"] is not None and result["resumed_from"] >= 20
     assert result["steps"] == 300
     assert int((workdir / "ray-kill-r0" / "pid").read_text()) != killed[0]
-    assert started == ["ray-kill-r0"] and progress and max(progress) <= 300
+    assert started == ["ray-kill-r0"] * 2 and progress and max(progress) <= 300  # one start per attempt
 
 
 def test_worker_death_beyond_retries_is_a_failed_result(ray_local, make_spec, workdir, mlflow_uri, experiment) -> None:

@@ -34,7 +34,16 @@ train: {{steps: {steps}, batch_size: 64, eval_every: 20, checkpoint_every: 20, l
 eval: {{batch_size: 300, exact: true}}
 resources: {{cpu: 1, gpu: 0, retries: 0}}
 """
-TINY_DIGITS = ["--set", "train.seed=0", "--set", "train.steps=10", "--set", "train.eval_every=10", "--set", "train.checkpoint_every=10"]
+TINY_DIGITS = [
+    "--set",
+    "train.seed=0",
+    "--set",
+    "train.steps=10",
+    "--set",
+    "train.eval_every=10",
+    "--set",
+    "train.checkpoint_every=10",
+]
 TINY_DIGITS += ["--set", "train.log_every=5", "--set", "eval.samples=8"]
 
 

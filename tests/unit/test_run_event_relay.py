@@ -40,3 +40,15 @@ def test_events_of_runs_not_in_flight_are_ignored() -> None:
     log: list[tuple] = []
     _relay(log).events([("start", "zombie", 0, 0, {})], running={"a"})
     assert log == []
+
+
+def test_a_retried_attempt_starts_the_run_again() -> None:
+    log: list[tuple] = []
+    relay = _relay(log)
+    relay.events(
+        [("start", "a", 0, 0, {"attempt": "n1:10"}), ("start", "a", 0, 0, {"attempt": "n1:10"})], running={"a"}
+    )
+    relay.events([("start", "a", 0, 0, {"attempt": "n2:20"})], running={"a"})  # Ray retried it on another node
+    relay.result("a", {"status": "finished"})
+    relay.events([("start", "a", 0, 0, {"attempt": "n3:30"})], running={"a"})  # after the result: dropped
+    assert log == [("start", "a"), ("start", "a"), ("result", "a", "finished")]
