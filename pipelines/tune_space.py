@@ -25,7 +25,6 @@ from .expand import base_config, locator_of
 from .hashing import config_hash, derive_seed
 from .resolve import data_kind, resolve_run
 from .schema import TRAIN_SEARCH, Pipeline, TrainSpec
-from .tune_schema import RangeSpec
 
 GRID_LIMIT = 100_000
 MODEL_SPACES = ("lipschitz", "estimator", "activation", "architecture", "solver")
@@ -126,7 +125,9 @@ def _dimension(path: str, annotation: Any, bounds: Any, given: dict[str, Any]) -
         try:
             check_value((), annotation, value, bounds)
         except ConfigError:
-            raise Invalid((key,), f"{value!r} is outside the declared bounds: {allowed_text(annotation, bounds)}") from None
+            raise Invalid(
+                (key,), f"{value!r} is outside the declared bounds: {allowed_text(annotation, bounds)}"
+            ) from None
     if not low < high:
         raise Invalid(("high",), f"{high!r} is not greater than low ({low!r})")
     if log and low <= 0:
@@ -134,10 +135,12 @@ def _dimension(path: str, annotation: Any, bounds: Any, given: dict[str, Any]) -
     return Dimension(path, "int" if base is int else "float", low=low, high=high, log=log)
 
 
-def _named(pipeline: Pipeline, names: list[str], family: str, specs: dict[str, OptionSpec], kind: str) -> list[Dimension]:
+def _named(
+    pipeline: Pipeline, names: list[str], family: str, specs: dict[str, OptionSpec], kind: str
+) -> list[Dimension]:
     fixed_model = set(pipeline.model.model_dump(exclude_unset=True))
     fixed_train = pipeline.train.model_fields_set
-    wanted = set(MODEL_SPACES + ("optimizer",)) if "all" in names else set(names)
+    wanted = {*MODEL_SPACES, "optimizer"} if "all" in names else set(names)
     dims: list[Dimension] = []
     for name, spec in specs.items():
         if not spec.tunable or name in fixed_model or spec.applies not in (None, kind):
@@ -206,7 +209,9 @@ def _check_sampler(kind: str, dims: list[Dimension]) -> None:
         size = 1
         for d in dims:
             if d.kind == "float":
-                raise Invalid(("tune", "sampler", "kind"), f"grid needs choices or integer ranges; {d.path} is a float range")
+                raise Invalid(
+                    ("tune", "sampler", "kind"), f"grid needs choices or integer ranges; {d.path} is a float range"
+                )
             size *= len(d.choices) if d.kind == "categorical" else int(d.high - d.low + 1)
         if size > GRID_LIMIT:
             raise Invalid(("tune", "sampler", "kind"), f"the grid has {size:,} points, more than {GRID_LIMIT:,}")

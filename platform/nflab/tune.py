@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +234,7 @@ class StudyDriver:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         self.prep, self.settings, self.store, self.address = prep, settings, store, address
         self.on_event = on_event or (lambda kind, info: None)
         self.storage = open_storage(settings.optuna_url)
@@ -348,7 +350,11 @@ class StudyDriver:
             self.study.tell(trial, state=TrialState.FAIL)
             self.on_event("failed", {"trial": trial.number, "reason": reason})
             return
-        spec["tags"] = {STUDY_TAG: self.prep.name, TRIAL_TAG: str(trial.number), "mlflow.parentRunId": self.parent_run_id}
+        spec["tags"] = {
+            STUDY_TAG: self.prep.name,
+            TRIAL_TAG: str(trial.number),
+            "mlflow.parentRunId": self.parent_run_id,
+        }
         run_id = self.store.add_runs(self.campaign_id, [spec])[spec["run_key"]]
         self.store.mark_running(run_id)
         trial.set_user_attr("nflab.run_key", spec["run_key"])
@@ -390,7 +396,9 @@ class StudyDriver:
         del self.active[key]
         self.runner.stop(key, {PRUNED_TAG: str(step)})
         metric = self.prep.tune.objective.metric
-        self.store.set_run_status(active.run_id, "cancelled", f"pruned at step {step} (validation {metric} {value:.4f})")
+        self.store.set_run_status(
+            active.run_id, "cancelled", f"pruned at step {step} (validation {metric} {value:.4f})"
+        )
         active.trial.set_user_attr("nflab.pruned_at_step", step)
         self.study.tell(active.trial, state=TrialState.PRUNED)
         self.on_event("pruned", {"trial": active.trial.number, "step": step, "value": value})
@@ -477,14 +485,21 @@ class StudyDriver:
             with_retry(client.log_artifact, self.parent_run_id, path, "plots")
         if outcome.best and len(outcome.best[0]["values"]) == 1:
             with_retry(client.log_metric, self.parent_run_id, "best_value", outcome.best[0]["values"][0])
-        with_retry(client.set_tag, self.parent_run_id, "nflab.best_trial", json.dumps([b["number"] for b in outcome.best]))
+        with_retry(
+            client.set_tag, self.parent_run_id, "nflab.best_trial", json.dumps([b["number"] for b in outcome.best])
+        )
         with_retry(client.set_terminated, self.parent_run_id, "FINISHED")
         self.store.set_campaign_status(self.campaign_id, "finished")
         return outcome
 
 
 def run_study(
-    prep: PreparedStudy, settings: Settings, *, store: Store, on_event: OnEvent | None = None, address: str | None = None
+    prep: PreparedStudy,
+    settings: Settings,
+    *,
+    store: Store,
+    on_event: OnEvent | None = None,
+    address: str | None = None,
 ) -> StudyOutcome:
     """Open (or resume) the study of ``prep`` and run it to its trial count."""
     return StudyDriver(prep, settings, store=store, on_event=on_event, address=address).run()
@@ -621,8 +636,6 @@ def promote_pipeline(settings: Settings, name: str, *, seeds: int = 5, trial: in
 def write_plots(study: Any, folder: Path) -> list[str]:
     """Optimisation history, parameter importances, slices and (two objectives) the Pareto front as PNG (and HTML
     when plotly is installed) under ``folder``; a plot that cannot be drawn (too few trials) is left out."""
-    import warnings
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -655,7 +668,7 @@ def write_plots(study: Any, folder: Path) -> list[str]:
             fig.savefig(path, dpi=100, bbox_inches="tight")
             plt.close(fig)
             written.append(str(path))
-        except Exception:  # noqa: S112 - a plot that cannot be drawn is left out
+        except Exception:  # a plot that cannot be drawn is left out
             plt.close("all")
             continue
         written += _html(study, plot_name, folder, target, names)
@@ -679,4 +692,3 @@ def _html(study: Any, plot_name: str, folder: Path, target: Any, names: list[str
         return [str(path)]
     except Exception:  # plotly missing or the plot impossible: PNG only
         return []
-
