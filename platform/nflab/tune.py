@@ -333,6 +333,15 @@ class StudyDriver:
 
     # -- the loop -----------------------------------------------------------------------------------------------
 
+    def _tell(self, trial: Any, values: Any = None, *, state: Any = None) -> None:
+        """``study.tell``; the grid sampler calls ``study.stop()`` after its last point, which Optuna allows only
+        inside ``optimize`` — the trial is already stored then, and the loop sees the exhausted grid itself."""
+        try:
+            self.study.tell(trial, values, state=state)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                raise
+
     def _grid_exhausted(self) -> bool:
         sampler = self.study.sampler
         return hasattr(sampler, "is_exhausted") and sampler.is_exhausted(self.study)
@@ -347,7 +356,7 @@ class StudyDriver:
         except Invalid as exc:
             reason = f"not a valid run: {exc}"
             trial.set_user_attr("nflab.fail_reason", reason)
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._tell(trial, state=TrialState.FAIL)
             self.on_event("failed", {"trial": trial.number, "reason": reason})
             return
         spec["tags"] = {
@@ -400,7 +409,7 @@ class StudyDriver:
             active.run_id, "cancelled", f"pruned at step {step} (validation {metric} {value:.4f})"
         )
         active.trial.set_user_attr("nflab.pruned_at_step", step)
-        self.study.tell(active.trial, state=TrialState.PRUNED)
+        self._tell(active.trial, state=TrialState.PRUNED)
         self.on_event("pruned", {"trial": active.trial.number, "step": step, "value": value})
 
     def _result(self, key: str, result: dict[str, Any]) -> None:
@@ -423,7 +432,7 @@ class StudyDriver:
         if result.get("status") != "finished":
             reason = str(result.get("error") or "failed")
             trial.set_user_attr("nflab.fail_reason", reason)
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._tell(trial, state=TrialState.FAIL)
             self.on_event("failed", {"trial": trial.number, "reason": reason})
             return
         for name, value in constraint_values(result, self.prep).items():
@@ -431,7 +440,7 @@ class StudyDriver:
         trial.set_user_attr("nflab.steps", int(result.get("steps") or 0))
         if result.get("mlflow_run_id"):
             trial.set_user_attr("nflab.mlflow_run_id", result["mlflow_run_id"])
-        self.study.tell(trial, values if len(values) > 1 else values[0])
+        self._tell(trial, values if len(values) > 1 else values[0])
         self.on_event("finished", {"trial": trial.number, "values": values})
 
     def run(self) -> StudyOutcome:
