@@ -126,11 +126,10 @@ def test_infeasible_trials_are_never_best() -> None:
 
 
 def test_constraint_values_from_certificates() -> None:
+    from types import SimpleNamespace
+
     from nflab.tune import constraint_values
 
-    class Prep:
-        class tune:  # noqa: N801 - a stand-in for the section
-            constraints = {"inversion_error": 1e-3, "jacobian_norm": 2.0}
-
-    values = constraint_values({"certificates": {"inversion_error": 5e-3, "jacobian_norm": None}}, Prep())  # type: ignore[arg-type]
+    prep = SimpleNamespace(tune=SimpleNamespace(constraints={"inversion_error": 1e-3, "jacobian_norm": 2.0}))
+    values = constraint_values({"certificates": {"inversion_error": 5e-3, "jacobian_norm": None}}, prep)  # type: ignore[arg-type]
     assert math.isclose(values["inversion_error"], 4e-3) and values["jacobian_norm"] == 0.0
