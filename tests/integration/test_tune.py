@@ -176,3 +176,33 @@ tune:
     # more trials continue the same study
     more = json.loads(_invoke("tune", str(path), "--trials", "3", "--json").stdout)
     assert [t["state"] for t in more["trials"]].count("complete") == 3
+
+
+def test_parallel_multi_objective_study_with_constraints(home: Path, tmp_path: Path, ray_local: None) -> None:
+    """Four trials two at a time, nats against seconds per step (a Pareto front), the inversion certificate as a
+    constraint: every trial is a run in both stores and the front holds feasible trials only."""
+    tune = """\
+tune:
+  also: [seconds_per_step]
+  space: {model.couplings: {low: 2, high: 8}}
+  sampler: {kind: random, seed: 0}
+  constraints: {inversion_error: 1.0e-2}
+  trials: 4
+  parallel: 2
+"""
+    result = _invoke("tune", str(_write(tmp_path, tune, name="pareto", steps=20)), "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["objectives"] == ["nats", "seconds_per_step"] and shown["counts"] == {"complete": 4}
+    assert shown["best"] and all(b["feasible"] and len(b["values"]) == 2 for b in shown["best"])
+    study = optuna.load_study(study_name=shown["name"], storage=_journal(home))
+    assert all(set(t.constraints) == {"inversion_error"} for t in study.trials)
+    db = sqlite3.connect(home / "nflab.db")
+    statuses = [
+        s for (s,) in db.execute("select status from nflab_runs where campaign_id = ?", (shown["campaign_id"],))
+    ]
+    assert statuses == ["finished"] * 4
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=100)]
+    assert sorted(r.data.tags["nflab.trial"] for r in runs if "nflab.trial" in r.data.tags) == ["0", "1", "2", "3"]
+    assert any(p.endswith("pareto.png") for p in shown["plots"])
