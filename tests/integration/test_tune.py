@@ -177,6 +177,15 @@ tune:
     more = json.loads(_invoke("tune", str(path), "--trials", "3", "--json").stdout)
     assert [t["state"] for t in more["trials"]].count("complete") == 3
 
+    # promote: the best configuration as an ordinary campaign of several seeds
+    promoted = _invoke("tune", "promote", more["name"], "--seeds", "2", "--json")
+    assert promoted.exit_code == 0, promoted.output
+    runs = json.loads(promoted.stdout)["runs"]
+    best_lr = more["best"][0]["params"]["train.lr"]
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"finished"}
+    assert {r["config"]["train"]["lr"] for r in runs} == {best_lr} and len({r["seed"] for r in runs}) == 2
+    assert len({r["config_hash"] for r in runs}) == 1
+
 
 def test_parallel_multi_objective_study_with_constraints(home: Path, tmp_path: Path, ray_local: None) -> None:
     """Four trials two at a time, nats against seconds per step (a Pareto front), the inversion certificate as a
