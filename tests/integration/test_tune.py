@@ -215,3 +215,49 @@ tune:
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=100)]
     assert sorted(r.data.tags["nflab.trial"] for r in runs if "nflab.trial" in r.data.tags) == ["0", "1", "2", "3"]
     assert any(p.endswith("pareto.png") for p in shown["plots"])
+
+
+@pytest.mark.slow
+def test_kill_9_the_driver_then_resume(home: Path, tmp_path: Path, ray_local: None) -> None:
+    """A real ``nflab tune`` process (with its own local Ray) is SIGKILLed while a trial runs; running the pipeline
+    again keeps the finished trials, re-enqueues the interrupted one and honours the total."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tune = """\
+tune:
+  space: {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}
+  sampler: {kind: random, seed: 0}
+  pruner: {kind: none}
+  trials: 3
+  parallel: 1
+"""
+    path = _write(tmp_path, tune, name="killed", steps=400)
+    cmd = [sys.executable, "-c", "from nflab.cli import main; main()", "tune", str(path)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            if not (home / "optuna.journal").exists():
+                continue
+            storage = _journal(home)
+            names = optuna.get_all_study_names(storage)
+            if names:
+                trials = optuna.load_study(study_name=names[0], storage=storage).trials
+                states = [t.state.name for t in trials]
+                if states.count("COMPLETE") >= 1 and "RUNNING" in states:
+                    break
+        else:
+            pytest.fail("the study never had a finished and a running trial")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        proc.wait()
+    result = _invoke("tune", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    states = [t["state"] for t in shown["trials"]]
+    assert states.count("interrupted") == 1 and states.count("complete") == 3
