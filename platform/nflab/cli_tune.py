@@ -157,7 +157,9 @@ def _list(settings: Any, json_out: bool) -> int:
     if json_out:
         _print_json(studies)
         return EXIT_OK
-    table = SafeTable(title=f"studies in {settings.optuna_url}")
+    from nflab.settings import redact
+
+    table = SafeTable(title=f"studies in {redact(settings.optuna_url)}")
     for col in ("study", "objectives", "trials", "states", "best"):
         table.add_column(col)
     for s in studies:

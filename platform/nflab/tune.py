@@ -31,8 +31,8 @@ from nflab.pipelines import Pipeline, PipelineError, expand, load_pipeline, load
 from nflab.pipelines.errors import Invalid
 from nflab.pipelines.hashing import canonical_json, sha256_hex
 from nflab.pipelines.tune_space import Dimension, grid_points, search_space, trial_spec
-from nflab.settings import Settings
-from nflab.store import Store
+from nflab.settings import Settings, redact
+from nflab.store import Store, StoreLookupError
 
 OnEvent = Callable[[str, dict[str, Any]], None]
 PRUNED_TAG, STUDY_TAG, TRIAL_TAG = "nflab.pruned_at_step", "nflab.study", "nflab.trial"
@@ -257,7 +257,11 @@ class StudyDriver:
 
         attrs = self.study.user_attrs
         if "nflab.campaign_id" in attrs:
-            return attrs["nflab.campaign_id"]
+            try:
+                self.store.get_campaign(attrs["nflab.campaign_id"])
+                return attrs["nflab.campaign_id"]
+            except StoreLookupError:  # the study outlived its store (another NFLAB_DB_URL): a new campaign
+                pass
         prep = self.prep
         self.study.set_metric_names(prep.objectives)
         for key, value in {
@@ -291,14 +295,20 @@ class StudyDriver:
         return MlflowClient(tracking_uri=absolute_tracking_uri(self.settings.mlflow_tracking_uri))
 
     def _parent_run(self) -> str:
+        from mlflow.exceptions import MlflowException
+
         from nflab.workers.tracking import with_retry
 
         client = self._client()
+        experiment_id = self.store.get_campaign(self.campaign_id)["mlflow_experiment_id"]
         run_id = self.study.user_attrs.get("nflab.mlflow_parent_run_id")
         if run_id is not None:
-            with_retry(client.update_run, run_id, status="RUNNING")
-            return run_id
-        experiment_id = self.store.get_campaign(self.campaign_id)["mlflow_experiment_id"]
+            try:
+                if with_retry(client.get_run, run_id).info.experiment_id == experiment_id:
+                    with_retry(client.update_run, run_id, status="RUNNING")
+                    return run_id
+            except MlflowException:  # not in this tracking store: a new parent run
+                pass
         tags = {STUDY_TAG: self.prep.name, "nflab.campaign": self.prep.name, "nflab.kind": "study"}
         run = with_retry(client.create_run, experiment_id, tags=tags, run_name=f"study {self.prep.name}")
         params = {f"space.{d.path}": d.describe() for d in self.prep.dims}
@@ -585,7 +595,8 @@ def load(settings: Settings, name: str) -> Any:
     storage = open_storage(settings.optuna_url, create=False)
     names = [] if storage is None else optuna.get_all_study_names(storage)
     if name not in names:
-        raise StudyNotFound(f"study: {name!r} is not in {settings.optuna_url}; studies: {', '.join(names) or 'none'}")
+        where = redact(settings.optuna_url)
+        raise StudyNotFound(f"study: {name!r} is not in {where}; studies: {', '.join(names) or 'none'}")
     return optuna.load_study(study_name=name, storage=storage)
 
 
