@@ -77,6 +77,13 @@ def _run(path: Path, overrides: list[str], trials: int | None, parallel: int | N
     settings = _settings()
     prep = prepare_study(path, overrides, settings, trials=trials, parallel=parallel)  # nothing written yet
     check_address(address or settings.ray_address)
+    from nflab.campaign import PreparedCampaign, check_resources
+    from nflab.pipelines import expand
+    from nflab.workers import ensure_ray, node_capacities
+
+    ensure_ray(address or settings.ray_address)
+    base = [s.model_dump(mode="json") for s in expand(prep.pipeline)]  # every trial asks for these resources
+    check_resources(PreparedCampaign(prep.name, base, "", "", prep.filename), node_capacities())
     store = _store(settings)
     counts = {"finished": 0, "pruned": 0, "failed": 0}
     best: list[float | None] = [None]

@@ -261,3 +261,13 @@ tune:
     shown = json.loads(result.stdout)
     states = [t["state"] for t in shown["trials"]]
     assert states.count("interrupted") == 1 and states.count("complete") == 3
+
+
+def test_a_trial_no_node_can_host_is_refused_before_anything_is_written(
+    home: Path, tmp_path: Path, ray_local: None
+) -> None:
+    path = _write(tmp_path, "tune:\n  space: {train.lr: {low: 1.0e-4, high: 1.0e-2}}\n", name="too-big")
+    path.write_text(path.read_text().replace("cpu: 1,", "cpu: 64,"))
+    result = _invoke("tune", str(path))
+    assert result.exit_code == 2 and "resources.cpu: 64 is more than any node" in result.output, result.output
+    assert not (home / "optuna.journal").exists() and not (home / "nflab.db").exists()
