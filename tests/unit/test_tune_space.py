@@ -133,3 +133,37 @@ def test_constraint_values_from_certificates() -> None:
     prep = SimpleNamespace(tune=SimpleNamespace(constraints={"inversion_error": 1e-3, "jacobian_norm": 2.0}))
     values = constraint_values({"certificates": {"inversion_error": 5e-3, "jacobian_norm": None}}, prep)  # type: ignore[arg-type]
     assert math.isclose(values["inversion_error"], 4e-3) and values["jacobian_norm"] == 0.0
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp", "nsga2", "grid"])
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "successive_halving", "none"])
+def test_every_sampler_and_pruner_works_with_ask_and_tell(sampler: str, pruner: str) -> None:
+    """The driver's objects on a real in-memory study: ask with the space's distributions, report, prune, tell."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from nflab.tune import distributions, make_pruner, make_sampler
+
+    if sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        pytest.skip("cmaes is not installed (the driver refuses it with one line)")
+    space = "{model.power_iterations: {low: 1, high: 4}, model.n_exact_terms: {low: 0, high: 2}}"
+    if sampler not in ("grid",):
+        space = "{model.coeff: {}, train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}"
+    pipeline = load(space, f"sampler: {{kind: {sampler}, seed: 0}}", f"pruner: {{kind: {pruner}}}")
+    prep = SimpleNamespace(pipeline=pipeline, tune=pipeline.tune, dims=search_space(pipeline), objectives=["nats"])
+    study = optuna.create_study(sampler=make_sampler(prep), pruner=make_pruner(prep))
+    dists = distributions(prep.dims)
+    for i in range(4):
+        trial = study.ask(dists)
+        for step in (10, 20):
+            trial.report(float(i) + 1.0 / step, step)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            try:
+                study.tell(trial, float(i))
+            except RuntimeError as exc:  # the grid stops the study after its last point (see StudyDriver._tell)
+                assert "Study.stop" in str(exc)
+    assert len(study.trials) == 4
+    assert all(set(t.params) == {d.path for d in prep.dims} for t in study.trials)
