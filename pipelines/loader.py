@@ -94,6 +94,10 @@ def load_pipeline_text(
     if max_runs is not None and planned > max_runs:
         raise CampaignTooLarge(locator.where(("matrix",)) if pipeline.matrix else filename, planned, max_runs, pipeline)
     expand(pipeline)
+    if pipeline.tune is not None:
+        from .tune_space import check_trial_params, search_space
+
+        check_trial_params(pipeline, search_space(pipeline))
     return pipeline
 
 
@@ -124,6 +128,13 @@ def apply_overrides(
             locator.sets[("matrix", path)] = text
         elif path in TOP_LEVEL_SETTABLE:
             data[path] = value
+        elif loc[0] == "tune" and len(loc) > 1:  # tune.trials=8, tune.sampler.seed=3
+            node = data.setdefault("tune", {})
+            for part in loc[1:-1]:
+                node = node.setdefault(part, {}) if isinstance(node, dict) else node
+            if not isinstance(node, dict):
+                raise PipelineError(where, path, "cannot set a field of a value that is not a mapping")
+            node[loc[-1]] = value
         else:
             try:
                 check_path(path, loc)

@@ -31,6 +31,8 @@ from nflab.flows.analysis.fit1d import BRANCHES, FIT1D_VARIANTS
 from nflab.flows.data import IMAGE_DATASETS, ONED_TARGETS, TOY_DATASETS
 from nflab.flows.layers.activations import ACTIVATIONS
 
+from .tune_schema import TuneSpec
+
 DATASETS: tuple[str, ...] = (*TOY_DATASETS, *IMAGE_DATASETS)
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
@@ -118,6 +120,13 @@ class TrainSpec(Section):
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+#: default search ranges of the train options in the ``optimizer`` space (the model's come from their declarations)
+TRAIN_SEARCH: dict[str, dict[str, Any]] = {
+    "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+    "optimizer": {"choices": ["adam", "adamax"]},
+}
 
 
 class EvalSpec(Section):
@@ -235,6 +244,7 @@ class Pipeline(Section):
     matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     repeats: Annotated[int, Field(gt=0, le=10**6)] = 1
     tags: dict[str, str] | None = None
+    tune: TuneSpec | None = None
 
     _locator: Any = PrivateAttr(default=None)
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)

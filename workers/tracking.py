@@ -139,6 +139,7 @@ class Tracker:
                 "nflab.run_key": spec["run_key"],
                 "nflab.config_hash": spec.get("config_hash", ""),
                 "nflab.campaign": spec.get("campaign", ""),
+                **{str(k): str(v) for k, v in (spec.get("tags") or {}).items()},  # e.g. nflab.study, nflab.trial
             }
             run = with_retry(client.create_run, exp_id, tags=tags, run_name=spec["run_key"])
             run_id = run.info.run_id

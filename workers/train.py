@@ -271,7 +271,7 @@ def train_run(
                 metrics.update({f"test_{k}": state.tail[-1][k] for k in ("nats", "bpd")})
         if step % log_every == 0 or step == total or "val_nats" in metrics:
             tracker.log_metrics(metrics, step)
-            if progress is not None and (step % log_every == 0 or step == total):
+            if progress is not None and (step % log_every == 0 or step == total or "val_nats" in metrics):
                 progress(run_key, step, total, {k: v for k, v in metrics.items() if v is not None})
         if step % ckpt_every == 0 or step == total:
             save_checkpoint()

@@ -630,6 +630,9 @@ def config_show(json_out: Annotated[bool, typer.Option("--json", help="print JSO
     _guard(body)
 
 
+from nflab import cli_tune  # noqa: E402,F401 - registers `nflab tune` on the app
+
+
 def main() -> None:
     """The console entry point: Typer's app, with usage errors as one line (exit 2) instead of a framed box."""
     try:  # recent Typer vendors Click as typer._click; older releases use Click itself

@@ -32,6 +32,7 @@ RENAMED = {"ffjord": {"divergence": "estimator", "noise": "probe"}}
 RENAMED_VALUES = {("ffjord", "estimator"): {"brute_force": "exact", "hutchinson": "hutchinson"}}
 NEW_OPTIONS = {"n_probes"}
 RESOLVED_NOW = {"padding_std": {None: 1.0}, "padding_samples": {None: 100}}
+CAMPAIGNS = [name for name in list_catalog() if not name.startswith("tune-")]  # tuned pipelines came later
 
 
 def _key(overrides: dict[str, Any]) -> str:
@@ -51,10 +52,10 @@ def _before(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_golden_file_covers_every_catalog_pipeline() -> None:
-    assert sorted(GOLDEN) == list_catalog()
+    assert sorted(GOLDEN) == CAMPAIGNS
 
 
-@pytest.mark.parametrize("name", list_catalog())
+@pytest.mark.parametrize("name", CAMPAIGNS)
 def test_catalog_pipeline_resolves_to_the_same_effective_options(name: str) -> None:
     runs = expand(load_pipeline(name))
     now: dict[str, dict[str, Any]] = {}

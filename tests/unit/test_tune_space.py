@@ -1,0 +1,169 @@
+"""The ``tune`` section: spaces from the declarations, one-line errors at the YAML line, trial specs, best trials."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from nflab.pipelines import PipelineError, load_pipeline_text
+from nflab.pipelines.tune_space import search_space, trial_spec
+
+BASE = """\
+name: t
+dataset: {name: checkerboard}
+model: {family: monotone, preset: small}
+train: {steps: 20, eval_every: 10}
+tune:
+  trials: 3
+"""
+
+
+def load(space: str = "", *extra: str) -> object:
+    text = BASE + (f"  space: {space}\n" if space else "") + "".join(f"  {e}\n" for e in extra)
+    return load_pipeline_text(text, "t.yaml")
+
+
+def paths(space: str) -> list[str]:
+    return [d.path for d in search_space(load(space))]
+
+
+def test_named_spaces_come_from_the_declarations() -> None:
+    assert paths("lipschitz") == ["model.coeff", "model.power_iterations", "model.lip_coeff"]
+    assert {"model.cpila_k", "model.cpila_shift", "model.activation"} <= set(paths("activation"))
+    assert {"model.estimator", "model.n_exact_terms"} <= set(paths("estimator"))
+    assert paths("optimizer") == ["train.lr", "train.optimizer"]
+    both = paths("[lipschitz, optimizer]")
+    assert both == ["model.coeff", "model.power_iterations", "model.lip_coeff", "train.lr", "train.optimizer"]
+    dims = {d.path: d for d in search_space(load("lipschitz"))}
+    assert (dims["model.coeff"].low, dims["model.coeff"].high, dims["model.coeff"].kind) == (0.5, 0.99, "float")
+    assert dims["model.power_iterations"].kind == "int"
+    lr = next(d for d in search_space(load("optimizer")) if d.path == "train.lr")
+    assert lr.log and lr.low == 1e-4
+
+
+def test_options_the_pipeline_sets_stay_fixed() -> None:
+    text = BASE.replace("preset: small}", "preset: small, coeff: 0.9}") + "  space: lipschitz\n"
+    assert [d.path for d in search_space(load_pipeline_text(text, "t.yaml"))] == [
+        "model.power_iterations",
+        "model.lip_coeff",
+    ]
+
+
+def test_explicit_space_and_declared_default_range() -> None:
+    dims = search_space(load("{model.cpila_k: {low: 1, high: 10}, train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}"))
+    assert [(d.path, d.kind, d.low, d.high, d.log) for d in dims] == [
+        ("model.cpila_k", "float", 1, 10, False),
+        ("train.lr", "float", 1e-4, 1e-2, True),
+    ]
+    (coeff,) = search_space(load("{model.coeff: {}}"))
+    assert (coeff.low, coeff.high) == (0.5, 0.99)
+    (act,) = search_space(load("{model.activation: {choices: [cpila, lipswish]}}"))
+    assert act.choices == ("cpila", "lipswish")
+
+
+@pytest.mark.parametrize(
+    ("space", "extra", "expected"),
+    [
+        ("{model.nope: {low: 1, high: 2}}", (), "t.yaml:7 tune.space.model.nope: 'nope' is not an option of monotone"),
+        ("{model.coeff: {low: 0.5, high: 1.5}}", (), "tune.space.model.coeff.high: 1.5 is outside the declared bounds"),
+        ("{model.power_iterations: {low: 1.5, high: 3}}", (), "low: 1.5 is not an integer"),
+        ("{model.coeff: {low: 0.9, high: 0.5}}", (), "high: 0.5 is not greater than low (0.9)"),
+        ("{train.lr: {low: 0.0, high: 0.1, log: true}}", (), "train.lr.low: 0.0 is outside the declared bounds"),
+        ("{model.activation: {low: 1, high: 2}}", (), "it takes choices, not a range"),
+        ("{model.activation: {choices: [cpila, tanh]}}", (), "choices[1]: 'tanh' is not one of"),
+        ("{model.fc_blocks: {low: 1, high: 3}}", (), "applies to images only"),
+        ("{train.seed: {low: 0, high: 3}}", (), "'seed' is not a tunable field of train"),
+        ("{dataset.name: {choices: [moons]}}", (), "'dataset.name' is not a tunable path"),
+        ("solver", (), "tune.space: solver has no tunable option of monotone"),
+        ("lipschitz", ("sampler: {kind: grid}",), "tune.sampler.kind: grid needs choices or integer ranges"),
+        ("lipschitz", ("pruner: {kind: asha}",), "tune.pruner.kind: 'asha' is not one of"),
+        ("lipschitz", ("also: [flops]",), "tune.also[0]: 'flops' is not"),
+        ("lipschitz", ("parallel: 0",), "tune.parallel"),
+        ("bogus", (), "tune.space"),
+    ],
+)
+def test_bad_tune_sections_are_one_line(space: str, extra: tuple[str, ...], expected: str) -> None:
+    with pytest.raises(PipelineError) as info:
+        load(space, *extra)
+    message = str(info.value)
+    assert "\n" not in message
+    assert expected in message, message
+
+
+def test_a_tuned_pipeline_has_no_matrix() -> None:
+    text = BASE + "  space: lipschitz\nmatrix:\n  train.seed: [0, 1]\n"
+    with pytest.raises(PipelineError, match="a tuned pipeline has no matrix"):
+        load_pipeline_text(text, "t.yaml")
+
+
+def test_trial_spec_applies_values_and_hashes() -> None:
+    pipeline = load("lipschitz")
+    a = trial_spec(pipeline, {"model.coeff": 0.7, "model.power_iterations": 3}, 4, "s")
+    b = trial_spec(pipeline, {"model.coeff": 0.8, "model.power_iterations": 3}, 5, "s")
+    assert a["config"]["model"]["coeff"] == 0.7 and a["config"]["model"]["power_iterations"] == 3
+    assert a["run_key"].startswith("t0004-") and a["config_hash"] != b["config_hash"]
+    assert a["seed"] == b["seed"]  # paired: every trial sees the same data stream
+
+
+def test_set_overrides_reach_the_tune_section() -> None:
+    text = BASE + "  space: lipschitz\n"
+    pipeline = load_pipeline_text(text, "t.yaml", ["tune.trials=7", "tune.sampler.seed=3"])
+    assert pipeline.tune.trials == 7 and pipeline.tune.sampler.seed == 3
+
+
+def test_infeasible_trials_are_never_best() -> None:
+    from nflab.tune import best_trials
+
+    study = optuna.create_study(direction="minimize")
+    for value, violation in ((1.0, 0.5), (2.0, 0.0), (3.0, -1.0)):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        trial.set_constraint("inversion_error", violation)
+        study.tell(trial, value)
+    best = best_trials(study)
+    assert [b["number"] for b in best] == [1] and best[0]["feasible"]
+
+
+def test_constraint_values_from_certificates() -> None:
+    from types import SimpleNamespace
+
+    from nflab.tune import constraint_values
+
+    prep = SimpleNamespace(tune=SimpleNamespace(constraints={"inversion_error": 1e-3, "jacobian_norm": 2.0}))
+    values = constraint_values({"certificates": {"inversion_error": 5e-3, "jacobian_norm": None}}, prep)  # type: ignore[arg-type]
+    assert math.isclose(values["inversion_error"], 4e-3) and values["jacobian_norm"] == 0.0
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp", "nsga2", "grid"])
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "successive_halving", "none"])
+def test_every_sampler_and_pruner_works_with_ask_and_tell(sampler: str, pruner: str) -> None:
+    """The driver's objects on a real in-memory study: ask with the space's distributions, report, prune, tell."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from nflab.tune import distributions, make_pruner, make_sampler
+
+    if sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        pytest.skip("cmaes is not installed (the driver refuses it with one line)")
+    space = "{model.power_iterations: {low: 1, high: 4}, model.n_exact_terms: {low: 0, high: 2}}"
+    if sampler not in ("grid",):
+        space = "{model.coeff: {}, train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}"
+    pipeline = load(space, f"sampler: {{kind: {sampler}, seed: 0}}", f"pruner: {{kind: {pruner}}}")
+    prep = SimpleNamespace(pipeline=pipeline, tune=pipeline.tune, dims=search_space(pipeline), objectives=["nats"])
+    study = optuna.create_study(sampler=make_sampler(prep), pruner=make_pruner(prep))
+    dists = distributions(prep.dims)
+    for i in range(4):
+        trial = study.ask(dists)
+        for step in (10, 20):
+            trial.report(float(i) + 1.0 / step, step)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            try:
+                study.tell(trial, float(i))
+            except RuntimeError as exc:  # the grid stops the study after its last point (see StudyDriver._tell)
+                assert "Study.stop" in str(exc)
+    assert len(study.trials) == 4
+    assert all(set(t.params) == {d.path for d in prep.dims} for t in study.trials)
