@@ -59,7 +59,7 @@ class TrialRunner:
     """Runs trial specs as Ray tasks (call ``ensure_ray`` first); :meth:`poll` returns what happened since."""
 
     def __init__(self, *, workdir: str | Path, tracking_uri: str, experiment_name: str, data_root: str | None) -> None:
-        self.workdir = str(Path(workdir).resolve())
+        self.workdir = str(workdir) if "://" in str(workdir) else str(Path(workdir).resolve())  # run storage
         self.uri = absolute_tracking_uri(tracking_uri)
         self.experiment_name = experiment_name
         self.data_root = str(Path(data_root).resolve()) if data_root else None

@@ -384,12 +384,13 @@ class StudyDriver:
 
     def _runner(self) -> Any:
         if self.runner is None:
+            from nflab.campaign import campaign_storage
             from nflab.workers import ensure_ray
             from nflab.workers.trials import TrialRunner
 
             ensure_ray(self.address or self.settings.ray_address)
             self.runner = TrialRunner(
-                workdir=self.settings.home / "runs" / self.campaign_id,
+                workdir=campaign_storage(self.settings, self.campaign_id),  # run storage, as for campaigns
                 tracking_uri=self.settings.mlflow_tracking_uri,
                 experiment_name=self.experiment_name,
                 data_root=str(self.settings.data_root),
