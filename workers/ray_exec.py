@@ -80,10 +80,21 @@ def node_capacities() -> list[dict[str, float]]:
 
 
 def _run_in_task(
-    spec: dict, workdir: str, tracking_uri: str, experiment_name: str, run_id: str, data_root: str | None, mailbox: Any
+    spec: dict,
+    workdir: str,
+    tracking_uri: str,
+    experiment_name: str,
+    run_id: str,
+    data_root: str | None,
+    mailbox: Any,
+    every_evaluation: bool = False,
 ) -> dict:
-    """Body of the Ray task: announce the start, fit torch's threads to the task, then execute the run, reporting
-    progress to the mailbox."""
+    """Body of the Ray task (campaign runs and study trials): announce the start, fit torch's threads to the task,
+    then execute the run, reporting progress to the mailbox (``every_evaluation``: each evaluation at once, for a
+    pruner; otherwise throttled)."""
+    from .trials import evaluation_reporter
+
+    reporter = evaluation_reporter if every_evaluation else throttled_reporter
     node = ray.get_runtime_context().get_node_id()
     attempt = {"attempt": f"{node}:{os.getpid()}"}  # a retry runs in another process: another attempt
     mailbox.report.remote("start", spec["run_key"], 0, 0, attempt)  # execute_run writes <workdir>/<run_key>/pid
@@ -96,7 +107,7 @@ def _run_in_task(
         experiment_name=experiment_name,
         nflab_run_id=run_id,
         data_root=data_root,
-        progress=throttled_reporter(mailbox),
+        progress=reporter(mailbox),
         where=f"Ray node {node}",
     )
 

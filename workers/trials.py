@@ -1,6 +1,7 @@
 """Trials of a study as Ray tasks: submitted one by one, every evaluation relayed, a pruned one stopped at once.
 
-The same task body, resources and retries as a campaign's runs (``ray_exec``); the differences a tuner needs:
+The same task body (``ray_exec._run_in_task`` with ``every_evaluation``), resources and retries as a campaign's runs;
+the differences a tuner needs:
 evaluations are never throttled or coalesced (the pruner must see each one), the driver submits trials as the
 sampler proposes them, and :meth:`TrialRunner.stop` cancels one task (its worker process is killed, so it stops
 within one evaluation interval) and ends its MLflow run as KILLED.
@@ -15,9 +16,9 @@ from typing import Any
 
 import ray
 
-from .execute import execute_run, failed_result
+from .execute import failed_result
 from .progress import MIN_INTERVAL_S, ProgressActor
-from .ray_exec import _death_message, _recorded_run_id, _task_options
+from .ray_exec import _death_message, _recorded_run_id, _remote_run, _task_options
 from .tracking import absolute_tracking_uri, prepare_tracking, with_retry
 
 POLL_S = 0.5
@@ -37,24 +38,6 @@ def evaluation_reporter(mailbox: Any, interval_s: float = MIN_INTERVAL_S) -> Cal
     return progress
 
 
-def _trial_task(
-    spec: dict, workdir: str, tracking_uri: str, experiment_name: str, run_id: str, data_root: str | None, mailbox: Any
-) -> dict:
-    mailbox.report.remote("start", spec["run_key"], 0, 0, {})
-    return execute_run(
-        spec,
-        workdir=workdir,
-        tracking_uri=tracking_uri,
-        experiment_name=experiment_name,
-        nflab_run_id=run_id,
-        data_root=data_root,
-        progress=evaluation_reporter(mailbox),
-    )
-
-
-_remote_trial = ray.remote(_trial_task)
-
-
 class TrialRunner:
     """Runs trial specs as Ray tasks (call ``ensure_ray`` first); :meth:`poll` returns what happened since."""
 
@@ -72,9 +55,10 @@ class TrialRunner:
         return len(self.in_flight)
 
     def submit(self, spec: dict, run_id: str) -> None:
-        ref = _remote_trial.options(**_task_options(spec)).remote(
-            spec, self.workdir, self.uri, self.experiment_name, run_id, self.data_root, self.mailbox
-        )
+        ref = _remote_run.options(**_task_options(spec)).remote(
+            spec, self.workdir, self.uri, self.experiment_name, run_id, self.data_root, self.mailbox,
+            every_evaluation=True,
+        )  # fmt: skip
         self.in_flight[ref] = spec["run_key"]
 
     def poll(self, timeout: float = POLL_S) -> tuple[list[tuple[str, int, dict]], list[tuple[str, dict]]]:

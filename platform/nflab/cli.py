@@ -187,16 +187,7 @@ def run(
             return done_total[0]
 
         quiet = json_out or not sys.stderr.isatty()
-        with Progress(
-            TextColumn("{task.description}", style="bold", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}", markup=False),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=json_out,
-            transient=False,
-        ) as progress:
+        with progress_bar(disable=json_out) as progress:
             bar = progress.add_task(f"{prepared.name} steps", total=total_steps, info="")
             runs_bar = progress.add_task("runs", total=len(prepared.specs), info="")
 
@@ -278,6 +269,20 @@ def _dry_run(pipeline: Path, overrides: list[str], settings: Settings, *, confir
         console.print(f"… and {plan['runs'] - DRY_RUN_ROWS:,} more runs (--json lists every one)", highlight=False)
     console.print("nothing was written", highlight=False)
     return EXIT_OK
+
+
+def progress_bar(*, disable: bool) -> Progress:
+    """The rich progress display of long commands (``run``, ``tune``): description, bar, done/total, info, time."""
+    return Progress(
+        TextColumn("{task.description}", style="bold", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}", markup=False),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=disable,
+        transient=False,
+    )
 
 
 def _runs_table(store: Store, campaign_id: str, *, title: str) -> SafeTable:

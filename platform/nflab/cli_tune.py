@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nflab.cli import (
     EXIT_OK,
@@ -23,6 +22,7 @@ from nflab.cli import (
     app,
     console,
     err_console,
+    progress_bar,
 )
 from nflab.richtext import SafeTable, plain
 
@@ -89,15 +89,7 @@ def _run(path: Path, overrides: list[str], trials: int | None, parallel: int | N
     best: list[float | None] = [None]
     sign = 1 if prep.tune.objective.direction == "minimize" else -1
     quiet = json_out or not sys.stderr.isatty()
-    with Progress(
-        TextColumn("{task.description}", style="bold", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}", markup=False),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=json_out,
-    ) as progress:
+    with progress_bar(disable=json_out) as progress:
         bar = progress.add_task(f"{prep.name} trials", total=prep.tune.trials, info="")
 
         def info() -> str:
