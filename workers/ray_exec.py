@@ -97,7 +97,11 @@ def _run_in_task(
     reporter = evaluation_reporter if every_evaluation else throttled_reporter
     node = ray.get_runtime_context().get_node_id()
     attempt = {"attempt": f"{node}:{os.getpid()}"}  # a retry runs in another process: another attempt
-    mailbox.report.remote("start", spec["run_key"], 0, 0, attempt)  # execute_run writes <workdir>/<run_key>/pid
+    # Delivered before the run begins (one actor round trip): a worker killed a moment later, or a retry that
+    # finishes within one driver poll, must not lose its attempt's "start". execute_run then writes the pid file.
+    # (A call queued for a mailbox actor still being created dies with the worker.) No mailbox: progress is lost.
+    with contextlib.suppress(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        ray.get(mailbox.report.remote("start", spec["run_key"], 0, 0, attempt), timeout=60)
     fit_threads(_task_options(spec)["num_cpus"])
 
     return execute_run(
