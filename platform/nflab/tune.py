@@ -131,11 +131,12 @@ def make_sampler(prep: PreparedStudy) -> Any:
     seed = spec.seed
     if spec.kind == "grid":
         return s.GridSampler(grid_points(prep.dims), seed=seed)
+    startup = {} if spec.startup_trials is None else {"n_startup_trials": spec.startup_trials}
     return {
-        "tpe": lambda: s.TPESampler(seed=seed),
+        "tpe": lambda: s.TPESampler(seed=seed, **startup),
         "random": lambda: s.RandomSampler(seed=seed),
-        "cmaes": lambda: s.CmaEsSampler(seed=seed),
-        "gp": lambda: s.GPSampler(seed=seed),
+        "cmaes": lambda: s.CmaEsSampler(seed=seed, **startup),
+        "gp": lambda: s.GPSampler(seed=seed, **startup),
         "nsga2": lambda: s.NSGAIISampler(seed=seed),
     }[spec.kind]()
 

@@ -63,6 +63,7 @@ def _journal(home: Path) -> JournalStorage:
         ("tune:\n  space: {model.nope: {low: 1, high: 2}}\n", "'nope' is not an option of realnvp"),
         ("tune:\n  space: {model.couplings: {low: 0, high: 4}}\n", "outside the declared bounds"),
         ("tune:\n  sampler: {kind: bayes}\n", "tune.sampler.kind"),
+        ("tune:\n  sampler: {kind: random, startup_trials: 3}\n", "startup_trials applies to the samplers tpe"),
         ("", "the pipeline has no tune section"),
     ],
 )
