@@ -1,0 +1,71 @@
+"""Quick catalog variants run end to end through ``execute_run`` (real flows, a real MLflow SQLite store) at a tiny
+budget: E3 on the embedded digits, E6 (a run kind of its own) with its plot and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nflab.pipelines import expand, load_pipeline
+from nflab.store import dataset_label, family_label
+from nflab.workers import execute_run
+
+TINY_E3 = [
+    "train.steps=2",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "train.warmup_steps=1",
+    "dataset.test_samples=32",
+    "dataset.validation_samples=32",
+    "eval.samples=4",
+]
+
+
+def _run(spec: dict, workdir: Path, uri: str, experiment: str) -> dict:
+    return execute_run(
+        spec, workdir=workdir, tracking_uri=uri, experiment_name=experiment, nflab_run_id=f"id-{spec['run_key']}"
+    )
+
+
+def _e3_quick(families: set[str] | None) -> list[dict]:
+    specs = [s.model_dump(mode="json") for s in expand(load_pipeline("e3-cifar10-quick", TINY_E3))]
+    return [s for s in specs if families is None or s["config"]["model"]["family"] in families]
+
+
+def _check_e3(result: dict) -> None:
+    assert result["status"] == "finished", result["error"]
+    bpd = [r for r in result["results"] if r["metric"] == "bpd" and r["split"] == "test" and r["kind"] == "best"]
+    assert len(bpd) == 1 and 0 < bpd[0]["value"] < 20
+    assert any(a.endswith("samples.png") for a in result["artifacts"])
+
+
+def test_e3_quick_runs_end_to_end(workdir, mlflow_uri, experiment) -> None:
+    """One configuration of the quick variant (Glow: Adamax, warm-up, Polyak averaging) through the whole run."""
+    (spec,) = _e3_quick({"glow"})
+    _check_e3(_run(spec, workdir, mlflow_uri, experiment))
+
+
+@pytest.mark.slow
+def test_e3_quick_runs_every_family(workdir, mlflow_uri, experiment) -> None:
+    """Every configuration of e3-cifar10-quick (FFJORD, the Lipschitz families, VDQ, CIF) at two steps."""
+    for spec in _e3_quick(None):
+        _check_e3(_run(spec, workdir, mlflow_uri, experiment))
+
+
+def test_e6_quick_writes_the_error_against_k(workdir, mlflow_uri, experiment) -> None:
+    overrides = ["coupling_linear.couplings=[1, 6]", "coupling_linear.maps=1", "train.steps=200", "train.eval_every=50"]
+    (run,) = expand(load_pipeline("e6-coupling-linear-quick", overrides))
+    spec = run.model_dump(mode="json")
+    assert spec["config"]["kind"] == "coupling_linear" and "model" not in spec["config"]
+    assert dataset_label(spec["config"]) == "linear-maps-8d" and family_label(spec["config"]) == "coupling_linear"
+    result = _run(spec, workdir, mlflow_uri, experiment)
+    assert result["status"] == "finished", result["error"]
+    errors = {r["budget"]: r["value"] for r in result["results"] if r["metric"] == "rel_error"}
+    assert set(errors) == {"couplings-1", "couplings-6"}
+    assert errors["couplings-6"] < 0.2 * errors["couplings-1"]
+    names = {Path(a).name for a in result["artifacts"]}
+    assert {"coupling_linear.json", "coupling_linear.png"} <= names
+    report = json.loads((workdir / spec["run_key"] / "analysis" / "coupling_linear.json").read_text())
+    assert [row["couplings"] for row in report["summary"]] == [1, 6] and report["dim"] == 8
