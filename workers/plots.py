@@ -147,3 +147,34 @@ def make_plots(
         return []
     finally:
         model.train()
+
+
+def comparison_figure(
+    tiles: Mapping[tuple[str, str], Path], rows: list[str], cols: list[str], path: Path, *, title: str = ""
+) -> Path:
+    """One PNG of per-run figures side by side: ``tiles[(row, col)]`` (a PNG, e.g. a run's ``density.png``) in the grid
+    of ``rows`` (e.g. datasets) × ``cols`` (e.g. families); a missing tile is left blank with a note."""
+    import matplotlib.image as mpimg
+
+    fig = Figure(figsize=(5.2 * len(cols), 2.6 * len(rows) + 0.4), layout="constrained")
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            tile = tiles.get((row, col))
+            if tile is not None and Path(tile).is_file():
+                ax.imshow(mpimg.imread(str(tile)))
+            else:
+                ax.text(0.5, 0.5, "no figure (run not finished?)", ha="center", va="center", fontsize=9)
+            if i == 0:
+                ax.set_title(col, fontsize=12)
+            if j == 0:
+                ax.set_ylabel(row, fontsize=12)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)

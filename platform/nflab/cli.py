@@ -412,6 +412,54 @@ def _density_images(store: Store, rows: list[Row], runs_root: Path) -> dict[str,
 
 
 @app.command()
+def compare(
+    campaign_id: Annotated[str, typer.Argument(help="campaign id (or prefix)")],
+    out: Annotated[Path | None, typer.Option("--out", help="PNG to write (default: $NFLAB_HOME/figures/…)")] = None,
+    figure: Annotated[str, typer.Option("--figure", help="the per-run PNG to tile: density.png or samples.png")] = (
+        "density.png"
+    ),
+) -> None:
+    """One PNG comparing a campaign's families side by side: each finished run's density (toy) or samples (images)
+    figure in a grid of datasets (rows) × models (columns), the lowest seed of each configuration."""
+
+    def body() -> int:
+        from nflab.workers.plots import comparison_figure
+        from nflab.workers.storage import Folder, join
+
+        settings = _settings()
+        store = _store(settings)
+        campaign = store.get_campaign(campaign_id)
+        chosen: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in store.list_runs(campaign["id"]):
+            if r["status"] != "finished":
+                continue
+            key = (r.get("dataset") or "?", r.get("family") or "?")
+            if key not in chosen or (r.get("seed") or 0) < (chosen[key].get("seed") or 0):
+                chosen[key] = r
+        if not chosen:
+            raise BadInput(f"campaign {campaign['id']} has no finished run to compare")
+        rows = list(dict.fromkeys(k[0] for k in chosen))
+        cols = list(dict.fromkeys(k[1] for k in chosen))
+        target = out or settings.home / "figures" / f"{campaign['id'][:8]}-{figure.removesuffix('.png')}-grid.png"
+        scratch = target.parent / f".{target.stem}-tiles"
+        tiles: dict[tuple[str, str], Path] = {}
+        for key, r in chosen.items():
+            local = scratch / f"{r['run_key']}.png"
+            local.parent.mkdir(parents=True, exist_ok=True)
+            if Folder.of(join(settings.storage, campaign["id"], r["run_key"])).get(figure, local):
+                tiles[key] = local
+        written = comparison_figure(tiles, rows, cols, target, title=f"{campaign.get('name', '')}: {figure}")
+        for tile in tiles.values():
+            tile.unlink(missing_ok=True)
+        if scratch.is_dir() and not any(scratch.iterdir()):
+            scratch.rmdir()
+        console.print(f"wrote {written}", highlight=False)
+        return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
 def status(
     campaign_id: Annotated[str | None, typer.Argument(help="campaign id (or prefix); all campaigns if omitted")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,

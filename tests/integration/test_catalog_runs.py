@@ -69,3 +69,55 @@ def test_e6_quick_writes_the_error_against_k(workdir, mlflow_uri, experiment) ->
     assert {"coupling_linear.json", "coupling_linear.png"} <= names
     report = json.loads((workdir / spec["run_key"] / "analysis" / "coupling_linear.json").read_text())
     assert [row["couplings"] for row in report["summary"]] == [1, 6] and report["dim"] == 8
+
+
+def test_ffjord_glow_quick_and_the_side_by_side_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_uri: str
+) -> None:
+    """The quick FFJORD-vs-Glow campaign (two sets, tiny budget) recorded in a real store; ``nflab compare`` writes one
+    PNG with the families side by side."""
+    from typer.testing import CliRunner
+
+    from nflab.cli import app
+    from nflab.store import Store
+
+    for var in ("NFLAB_DB_URL", "MLFLOW_TRACKING_URI", "NFLAB_OPTUNA_URL", "NFLAB_DATA", "NFLAB_STORAGE", "RAY_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("NFLAB_HOME", str(home))
+    overrides = [
+        "train.steps=2",
+        "train.eval_every=2",
+        "train.checkpoint_every=2",
+        "dataset.test_samples=100",
+        "dataset.validation_samples=100",
+        "eval.samples=200",
+    ]
+    pipeline = load_pipeline("ffjord-glow-toy-quick", overrides)
+    specs = [s.model_dump(mode="json") for s in expand(pipeline)]
+    assert len(specs) == 6
+    specs = [s for s in specs if s["config"]["dataset"]["name"] != "8gaussians"]
+    assert {(s["config"]["dataset"]["name"], s["config"]["model"]["family"]) for s in specs} == {
+        (d, f) for d in ("checkerboard", "pinwheel") for f in ("ffjord", "glow")
+    }
+    with Store(f"sqlite:///{home / 'nflab.db'}") as store:
+        campaign = store.create_campaign("ffjord-glow-toy-quick", "fp", "")
+        ids = store.add_runs(campaign, specs)
+        for spec in specs:
+            result = execute_run(
+                spec,
+                workdir=home / "runs" / campaign,
+                tracking_uri=mlflow_uri,
+                experiment_name=f"ffjord-glow-{campaign[:8]}",
+                nflab_run_id=ids[spec["run_key"]],
+            )
+            assert result["status"] == "finished", result["error"]
+            assert any(a.endswith("density.png") for a in result["artifacts"])
+            store.record_result(ids[spec["run_key"]], result)
+            store.set_run_status(ids[spec["run_key"]], "finished")
+    out = tmp_path / "grid.png"
+    shown = CliRunner().invoke(app, ["compare", campaign, "--out", str(out)], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert out.is_file() and out.stat().st_size > 10_000
+    assert not any((tmp_path / f".{out.stem}-tiles").glob("*.png"))
