@@ -81,7 +81,8 @@ def test_ffjord_glow_quick_and_the_side_by_side_figure(
     from nflab.cli import app
     from nflab.store import Store
 
-    for var in ("NFLAB_DB_URL", "MLFLOW_TRACKING_URI", "NFLAB_OPTUNA_URL", "NFLAB_DATA", "NFLAB_STORAGE", "RAY_ADDRESS"):
+    settings = ("NFLAB_DB_URL", "MLFLOW_TRACKING_URI", "NFLAB_OPTUNA_URL", "NFLAB_DATA", "NFLAB_STORAGE", "RAY_ADDRESS")
+    for var in settings:
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "home"
     home.mkdir()
