@@ -178,3 +178,31 @@ def comparison_figure(
         fig.suptitle(title, fontsize=12)
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save(fig, path)
+
+
+def runtime_figure(rows: list[Mapping[str, Any]], path: Path, *, title: str = "") -> Path:
+    """E5: ms per training step of each family's variants (plain, +Lipschitz, +log-det) as grouped bars, log scale;
+    ``rows`` as returned by ``nflab.flows.analysis.runtime.runtime_breakdown``."""
+    variants = ("plain", "+Lipschitz", "+log-det")
+    colours = {"plain": "tab:green", "+Lipschitz": "tab:orange", "+log-det": "tab:red"}
+    fig = Figure(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.27
+    for k, variant in enumerate(variants):
+        xs, heights, errors = [], [], []
+        for i, row in enumerate(rows):
+            values = row["variants"].get(variant)
+            if values is not None:
+                xs.append(i + (k - 1) * width)
+                heights.append(values["wall_ms"])
+                errors.append(values["wall_iqr_ms"] / 2)
+        ax.bar(xs, heights, width, yerr=errors, label=variant, color=colours[variant], capsize=2)
+    ax.set_xticks(range(len(rows)), [str(row["family"]) for row in rows], rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per training step (median wall, IQR bars)")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(title="variant")
+    if title:
+        ax.set_title(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)
