@@ -181,27 +181,31 @@ def comparison_figure(
 
 
 def runtime_figure(rows: list[Mapping[str, Any]], path: Path, *, title: str = "") -> Path:
-    """E5: ms per training step of each family's variants (plain, +Lipschitz, +log-det) as grouped bars, log scale;
-    ``rows`` as returned by ``nflab.flows.analysis.runtime.runtime_breakdown``."""
+    """E5: ms per training step of each family's variants (plain, +Lipschitz, +log-det) as grouped bars (median wall,
+    IQR) with the process's CPU time as a black tick (less sensitive to other processes on a shared machine), log
+    scale; ``rows`` as returned by ``nflab.flows.analysis.runtime.runtime_breakdown``."""
     variants = ("plain", "+Lipschitz", "+log-det")
     colours = {"plain": "tab:green", "+Lipschitz": "tab:orange", "+log-det": "tab:red"}
     fig = Figure(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.2), layout="constrained")
     ax = fig.subplots()
     width = 0.27
     for k, variant in enumerate(variants):
-        xs, heights, errors = [], [], []
+        xs, heights, errors, cpu = [], [], [], []
         for i, row in enumerate(rows):
             values = row["variants"].get(variant)
             if values is not None:
                 xs.append(i + (k - 1) * width)
                 heights.append(values["wall_ms"])
                 errors.append(values["wall_iqr_ms"] / 2)
+                cpu.append(values["cpu_ms"])
         ax.bar(xs, heights, width, yerr=errors, label=variant, color=colours[variant], capsize=2)
+        label = "CPU time of the process" if k == len(variants) - 1 else None
+        ax.scatter(xs, cpu, marker="_", s=160, color="black", zorder=3, label=label)
     ax.set_xticks(range(len(rows)), [str(row["family"]) for row in rows], rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("ms per training step (median wall, IQR bars)")
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(title="variant")
+    ax.legend(title="variant", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)

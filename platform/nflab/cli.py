@@ -464,7 +464,7 @@ def bench_e5(
         if json_out:
             _print_json(report)
             return EXIT_OK
-        table = SafeTable(title="E5: ms per training step (median wall; ratio to plain)")
+        table = SafeTable(title="E5: ms per training step (median wall; CPU of the process; wall ratio to plain)")
         for col in ("family", "params", "plain", "+Lipschitz", "+log-det"):
             table.add_column(col)
         for row in rows:
@@ -472,7 +472,7 @@ def bench_e5(
             for variant in ("plain", "+Lipschitz", "+log-det"):
                 v = row["variants"].get(variant)
                 ratio = f" (×{v['ratio_to_plain']:.2f})" if v and v.get("ratio_to_plain") else ""
-                cells.append(f"{v['wall_ms']:.1f}{ratio}" if v else "n/a")
+                cells.append(f"{v['wall_ms']:.1f} [{v['cpu_ms']:.1f}]{ratio}" if v else "n/a")
             table.add_row(row["family"], f"{row['params']:,}", *cells)
         console.print(table)
         console.print(f"published: {PUBLISHED_E5}", highlight=False)
