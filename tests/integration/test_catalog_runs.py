@@ -122,3 +122,20 @@ def test_ffjord_glow_quick_and_the_side_by_side_figure(
     assert shown.exit_code == 0, shown.output
     assert out.is_file() and out.stat().st_size > 10_000
     assert not any((tmp_path / f".{out.stem}-tiles").glob("*.png"))
+
+
+@pytest.mark.parametrize(("name", "expected"), [("e3-mnist", "mnist"), ("e3-imagenet64", "Imagenet64_train_npz")])
+def test_e3_without_its_data_is_one_line_naming_the_path(
+    name: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from nflab.cli import app
+
+    monkeypatch.setenv("NFLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NFLAB_DATA", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["run", name, "--dry-run"])
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert "\n" not in message.replace("\n ", " ") and "expected file" in message
+    assert str(tmp_path / "data") in message.replace("\n", "") and expected in message.replace("\n", "")
