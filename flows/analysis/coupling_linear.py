@@ -70,11 +70,13 @@ def fit_linear_map(
     generator: torch.Generator,
     test_x: Tensor,
     eval_every: int = 100,
+    grad_clip: float | None = None,
     on_eval: Callable[[int, float], None] | None = None,
 ) -> LinearFit:
     """Regress K linear couplings onto ``target`` (module docstring); the error reported is the lowest relative test
     error over the evaluations (every ``eval_every`` steps and at the end), the fit being deterministic given the
-    seed."""
+    seed. ``grad_clip``: the gradient norm is clipped to it (deep stacks multiply K scales e^{s}: without it a large
+    step can overflow)."""
     dim = target.shape[0]
     dtype = target.dtype
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # layer init (zeros: no draw)
@@ -88,6 +90,8 @@ def fit_linear_map(
         if not math.isfinite(float(loss.detach())):
             break  # diverged: the errors so far stand
         loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         if step % eval_every == 0 or step == steps:
             history.append((step, relative_error(model, target, test_x)))

@@ -3,8 +3,9 @@
 Replaces density training for the run (config ``kind: coupling_linear``). For each of ``maps`` targets T (iid
 N(0, 1) entries, det T > 0, drawn from the run's data stream) and each K of ``couplings``: a regression of K
 couplings with linear s and t on a fixed partition (``nflab.flows.analysis.coupling_linear``) with ``train``'s
-steps, batch size and learning rate (Adam), evaluated every ``train.eval_every`` steps on ``test_points`` fixed
-Gaussian points. The error of a (T, K) pair is its lowest relative test error E‖f(x) − Tx‖² / E‖Tx‖².
+steps, batch size, learning rate (Adam) and gradient clipping, evaluated every ``train.eval_every`` steps on
+``test_points`` fixed Gaussian points. The error of a (T, K) pair is its lowest relative test error
+E‖f(x) − Tx‖² / E‖Tx‖².
 Records per K the median, mean, min and max over the maps (MLflow metrics ``e6_median_error`` … at step K), result
 rows with metric ``rel_error`` (split test, kind final, budget ``couplings-<K>``, the median over the maps), and
 writes ``coupling_linear.json`` (every error, the histories) and ``coupling_linear.png`` (error against K, log
@@ -83,7 +84,7 @@ def run_coupling_linear(
         for i, target in enumerate(targets):
             fit = fit_linear_map(
                 target, k, steps=steps, lr=lr, batch_size=batch, generator=data_gen, test_x=test_x,
-                eval_every=eval_every,
+                eval_every=eval_every, grad_clip=tcfg.get("grad_clip"),
             )  # fmt: skip
             errors[k].append(fit.error)
             histories[k].append(fit.history)
@@ -132,6 +133,7 @@ def run_coupling_linear(
     }
     folder = analysis_dir(run_dir)
     title = f"E6: {n_maps} random {dim}×{dim} maps, {steps} Adam steps per fit (lr {lr:g}, batch {batch})"
+    report["grad_clip"] = tcfg.get("grad_clip")
     files = [
         write_json(folder / "coupling_linear.json", report),
         error_figure(summary, errors, folder / "coupling_linear.png", title=title),
