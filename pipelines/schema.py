@@ -214,7 +214,7 @@ class CouplingLinearSpec(Section):
     """E6 (Koehler et al.), a run kind of its own: regress compositions of K affine couplings with linear s and t on a
     fixed partition of ℝ^``dim`` onto ``maps`` random linear maps T (iid N(0, 1) entries, conditioned on det T > 0),
     for every K in ``couplings``; the fit error is the relative error E‖f(x) − Tx‖² / E‖Tx‖² on ``test_points`` fixed
-    Gaussian points (the lowest over the evaluations). Steps, batch, lr, seed, dtype and the evaluation cadence come
+    Gaussian points at the end of each fit. Steps, batch, lr, seed, dtype and the evaluation cadence come
     from ``train``. A pipeline with a ``coupling_linear`` section has no ``dataset``, ``model``, ``estimator``,
     ``eval`` or ``analysis``; its runs' configs are ``{kind: coupling_linear, coupling_linear, train, resources}``."""
 

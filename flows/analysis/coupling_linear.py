@@ -8,8 +8,8 @@ positive determinant: the targets T are iid N(0, 1) matrices conditioned on det 
 the sign of T's last row, which maps one half of the Gaussian ensemble onto the other with the same density).
 
 The fit is a regression: fresh x ~ N(0, I) every step, loss mean ‖f(x) − T x‖², Adam. Reported: the relative error
-E‖f(x) − T x‖² / E‖T x‖² on a fixed test sample (0: exact; 1: as bad as the zero map). Koehler et al.: K ≤ 47
-couplings represent every such T, some T need K ≥ 3, and in practice 4–16 fit random T well.
+E‖f(x) − T x‖² / E‖T x‖² on a fixed test sample at the end of the fit (0: exact; 1: as bad as the zero map).
+Koehler et al.: K ≤ 47 couplings represent every such T, some T need K ≥ 3, and in practice 4–16 fit random T well.
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ def linear_couplings(dim: int, k: int) -> Compose:
 
 @dataclass
 class LinearFit:
-    """One regression: its relative test error at the end and the best one seen (the reported error) over the run."""
+    """One regression: its reported relative test error (at the end of the fit; if the fit diverged, at its last
+    finite evaluation, and ``diverged`` is set) and the error at every evaluation."""
 
     couplings: int
     error: float
-    final_error: float
+    diverged: bool
     history: list[tuple[int, float]] = field(default_factory=list)
 
 
@@ -73,10 +74,9 @@ def fit_linear_map(
     grad_clip: float | None = None,
     on_eval: Callable[[int, float], None] | None = None,
 ) -> LinearFit:
-    """Regress K linear couplings onto ``target`` (module docstring); the error reported is the lowest relative test
-    error over the evaluations (every ``eval_every`` steps and at the end), the fit being deterministic given the
-    seed. ``grad_clip``: the gradient norm is clipped to it (deep stacks multiply K scales e^{s}: without it a large
-    step can overflow)."""
+    """Regress K linear couplings onto ``target`` (module docstring), evaluating the relative test error every
+    ``eval_every`` steps and at the end; the fit is deterministic given the generator. ``grad_clip``: the gradient
+    norm is clipped to it (deep stacks multiply K scales e^s: without it a large step can overflow)."""
     dim = target.shape[0]
     dtype = target.dtype
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # layer init (zeros: no draw)
@@ -97,6 +97,6 @@ def fit_linear_map(
             history.append((step, relative_error(model, target, test_x)))
             if on_eval is not None:
                 on_eval(step, history[-1][1])
-    finite = [e for _, e in history if math.isfinite(e)]
-    best = min(finite) if finite else float("inf")
-    return LinearFit(couplings=k, error=best, final_error=history[-1][1], history=history)
+    finite = [e for step, e in history if math.isfinite(e)]
+    diverged = len(finite) < len(history) or history[-1][0] != steps
+    return LinearFit(couplings=k, error=finite[-1] if finite else float("inf"), diverged=diverged, history=history)

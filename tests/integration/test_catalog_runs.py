@@ -54,14 +54,35 @@ def test_e3_quick_runs_every_family(workdir, mlflow_uri, experiment) -> None:
         _check_e3(_run(spec, workdir, mlflow_uri, experiment))
 
 
-def test_e6_quick_writes_the_error_against_k(workdir, mlflow_uri, experiment) -> None:
+def test_e6_quick_writes_the_error_against_k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_uri: str) -> None:
+    """E6 end to end at a tiny budget: JSON and PNG written, the error falls with K, rows in the store and on the
+    leaderboard (metric ``rel_error``, one row per K)."""
+    from typer.testing import CliRunner
+
+    from nflab.cli import app
+    from nflab.store import Store
+
+    settings = ("NFLAB_DB_URL", "MLFLOW_TRACKING_URI", "NFLAB_OPTUNA_URL", "NFLAB_DATA", "NFLAB_STORAGE", "RAY_ADDRESS")
+    for var in settings:
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("NFLAB_HOME", str(home))
     overrides = ["coupling_linear.couplings=[1, 6]", "coupling_linear.maps=1", "train.steps=200", "train.eval_every=50"]
     (run,) = expand(load_pipeline("e6-coupling-linear-quick", overrides))
     spec = run.model_dump(mode="json")
     assert spec["config"]["kind"] == "coupling_linear" and "model" not in spec["config"]
     assert dataset_label(spec["config"]) == "linear-maps-8d" and family_label(spec["config"]) == "coupling_linear"
-    result = _run(spec, workdir, mlflow_uri, experiment)
-    assert result["status"] == "finished", result["error"]
+    with Store(f"sqlite:///{home / 'nflab.db'}") as store:
+        campaign = store.create_campaign("e6-coupling-linear-quick", "fp", "")
+        ids = store.add_runs(campaign, [spec])
+        workdir = home / "runs" / campaign
+        result = execute_run(
+            spec, workdir=workdir, tracking_uri=mlflow_uri, experiment_name=f"e6-{campaign[:8]}",
+            nflab_run_id=ids[spec["run_key"]],
+        )  # fmt: skip
+        assert result["status"] == "finished", result["error"]
+        store.record_result(ids[spec["run_key"]], result)
     errors = {r["budget"]: r["value"] for r in result["results"] if r["metric"] == "rel_error"}
     assert set(errors) == {"couplings-1", "couplings-6"}
     assert errors["couplings-6"] < 0.2 * errors["couplings-1"]
@@ -69,6 +90,11 @@ def test_e6_quick_writes_the_error_against_k(workdir, mlflow_uri, experiment) ->
     assert {"coupling_linear.json", "coupling_linear.png"} <= names
     report = json.loads((workdir / spec["run_key"] / "analysis" / "coupling_linear.json").read_text())
     assert [row["couplings"] for row in report["summary"]] == [1, 6] and report["dim"] == 8
+    args = ["leaderboard", "--metric", "rel_error", "--select", "final", "--json"]
+    board = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert board.exit_code == 0, board.output
+    rows = json.loads(board.stdout)
+    assert {(r["dataset"], r["family"]) for r in rows} == {("linear-maps-8d", "coupling_linear")}
 
 
 def test_ffjord_glow_quick_and_the_side_by_side_figure(
