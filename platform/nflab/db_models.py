@@ -211,7 +211,7 @@ class Schedule(Base):
     timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
     k_sigma: Mapped[float] = mapped_column(Double, server_default="3")
     anchor_at: Mapped[datetime | None]
-    pin: Mapped[dict[str, Any] | None]
+    pin: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class ReproCheck(Base):

@@ -115,6 +115,7 @@ class Row:
     note: str = ""  # the options that tell this configuration from the other ones of its family here
     rank: int | None = None
     paired: Paired | None = None
+    repro: str = ""  # the newest repro check's verdict when a schedule pins this configuration (nflab repro)
 
     def image_keys(self) -> tuple[str, ...]:
         """The names an image map may use for this row: its label, config hash and 12-char hash prefix."""
@@ -375,6 +376,11 @@ def leaderboard(
         and (preset is None or r.budget.preset == preset)
         and (estimator is None or r.budget.estimator == estimator)
     ]
+    from nflab.repro import config_badges
+
+    badges = config_badges(store)
+    if badges:
+        rows = [replace(r, repro=badges.get(r.config_hash or "", "")) for r in rows]
     return _rank(rows, group_by, versus)
 
 
@@ -429,6 +435,7 @@ def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
     metric = rows[0].metric_label() if rows else "value"
     table = SafeTable(title=title or (section_title(rows) if rows else "nflab leaderboard"))
     certs = _cert_columns(rows) if rows else []
+    repro = any(r.repro for r in rows)
     columns = [
         ("#", "right"),
         ("model", "left"),
@@ -440,6 +447,7 @@ def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
         ("budget", "left"),
         *((c, "right") for c in certs),
         ("campaign(s) / citation", "left"),
+        *((("repro", "left"),) if repro else ()),
     ]
     for name, justify in columns:
         table.add_column(name, justify=justify)
@@ -457,6 +465,7 @@ def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
             row.budget.label(),
             *(_fmt_cert(row.certificates.get(c)) for c in certs),
             row.citation if paper else ", ".join(row.campaigns),
+            *((row.repro,) if repro else ()),
             style="dim italic" if paper else None,
         )
     return table
@@ -508,11 +517,14 @@ def _table_html(rows: list[Row], images: Mapping[str, str | Path], used: set[str
     e = html.escape
     metric = e(rows[0].metric_label())
     certs = _cert_columns(rows)
+    repro = any(r.repro for r in rows)
     head = (
         f"<tr><th>#</th><th>model</th><th>source</th><th>{metric} mean ± std</th><th>seeds</th><th>Δ paired</th>"
         "<th>selection</th><th>budget</th>"
         + "".join(f"<th>{e(c)}</th>" for c in certs)
-        + "<th>campaign(s) / citation</th><th>density</th></tr>"
+        + "<th>campaign(s) / citation</th>"
+        + ("<th>repro</th>" if repro else "")
+        + "<th>density</th></tr>"
     )
     body = []
     for row in rows:
@@ -530,7 +542,9 @@ def _table_html(rows: list[Row], images: Mapping[str, str | Path], used: set[str
             f'<td><span class="badge {e(row.source)}">{e(row.source)}</span></td>'
             f'<td class="num">{e(_score(row))}</td><td class="num">{"" if paper else row.n_seeds}</td>'
             f'<td class="num">{e(_paired_text(row))}</td><td>{e(row.selection)}</td>'
-            f'<td class="budget">{e(row.budget.label())}</td>{cells}<td>{where}</td><td>{img}</td></tr>'
+            f'<td class="budget">{e(row.budget.label())}</td>{cells}<td>{where}</td>'
+            + (f'<td class="repro">{e(row.repro)}</td>' if repro else "")
+            + f"<td>{img}</td></tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"
 

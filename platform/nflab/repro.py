@@ -538,7 +538,8 @@ def badge(check: Mapping[str, Any] | None) -> str:
     """The leaderboard's repro cell: ``✔ reproduced 2026-12-01``, ``✘ drift +0.12 nats (4.1σ)``…"""
     if check is None:
         return "pinned, not yet checked"
-    day = f"{(check.get('finished_at') or check['created_at']):%Y-%m-%d}"
+    when = check.get("finished_at") or check["created_at"]
+    day = str(when)[:10]  # a datetime, or its ISO text (from JSON)
     status = check["status"]
     if status == "reproduced":
         return f"✔ reproduced {day}"
@@ -788,3 +789,17 @@ def run_daemon(
         except Exception as exc:
             log(f"tick failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); retrying in {poll_s:g} s")
         stop.wait(wait)
+
+
+def config_badges(store: Store) -> dict[str, str]:
+    """config hash → the repro badge of the newest verdict among the schedules that pin it (``badge``)."""
+    latest = store.latest_verdicts()
+    chosen: dict[str, tuple[Any, str]] = {}
+    for sched in store.list_schedules():
+        check = latest.get(sched["id"])
+        when = None if check is None else (check.get("finished_at") or check["created_at"])
+        for spec in (sched.get("pin") or {}).get("specs") or []:
+            prev = chosen.get(spec["config_hash"])
+            if prev is None or (when is not None and (prev[0] is None or when > prev[0])):
+                chosen[spec["config_hash"]] = (when, badge(check))
+    return {h: text for h, (_, text) in chosen.items()}

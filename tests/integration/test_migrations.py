@@ -66,7 +66,7 @@ def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     url = _url(tmp_path)
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0006"
+    assert migrate.current(url) == migrate.head() == "0008"
     assert table_names(url) == {*TABLES, "nflab_alembic_version"}
     assert "alembic_version" not in table_names(url)
     migrate.check(url)
