@@ -756,14 +756,16 @@ def run_daemon(
     execute: Execute = execute_check,
     address: str | None = None,
     busy: Callable[[bool], None] | None = None,
+    backoff_s: tuple[float, float] = (BACKOFF_MIN_S, BACKOFF_MAX_S),
 ) -> None:
     """The embedded scheduler: tick, then sleep until the next due time (at most ``poll_s``: schedules added
     meanwhile are seen), until ``stop`` is set. A check that fails is a verdict and the loop goes on; an error of
     the database (lost connection, server restarting) is logged and retried with exponential back-off
-    (``BACKOFF_MIN_S`` doubling up to ``BACKOFF_MAX_S``); anything else is logged and retried at the next poll."""
+    (``backoff_s``: the first wait, doubling up to the second); anything else is logged and retried at the next
+    poll."""
     from sqlalchemy.exc import DBAPIError
 
-    backoff = BACKOFF_MIN_S
+    backoff = backoff_s[0]
     while not stop.is_set():
         wait = poll_s
         try:
@@ -774,7 +776,7 @@ def run_daemon(
             finally:
                 if busy:
                     busy(False)
-            backoff = BACKOFF_MIN_S
+            backoff = backoff_s[0]
             soonest = seconds_to_next_due(store, now())
             if soonest is not None:
                 wait = min(poll_s, max(soonest, 0.5))
@@ -783,7 +785,7 @@ def run_daemon(
             from nflab.settings import redact
 
             log(f"database unreachable ({redact(reason)}); retrying in {backoff:g} s")
-            wait, backoff = backoff, min(backoff * 2, BACKOFF_MAX_S)
+            wait, backoff = backoff, min(backoff * 2, backoff_s[1])
         except ReproError as exc:
             log(f"error: {exc}")
         except Exception as exc:
