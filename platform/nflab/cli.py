@@ -338,6 +338,9 @@ def leaderboard(
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML page here")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     reference: Annotated[bool, typer.Option(help="include the published numbers as reference rows")] = True,
+    study: Annotated[
+        str | None, typer.Option(help="rank this tuning study's trials (left out of the leaderboard otherwise)")
+    ] = None,
 ) -> None:
     """Mean ± std over seeds per configuration, ranked only against numbers of the same kind, with budgets,
     paired differences and the papers' numbers as reference rows."""
@@ -356,6 +359,11 @@ def leaderboard(
             )
         settings = _settings()
         store = _store(settings)
+        if study is not None:
+            studies = [row["name"] for row in store.list_study_rows()]
+            if study not in studies:
+                known = ", ".join(studies) or "none"
+                raise BadInput(f"--study: {study!r} is not a study in the store; studies: {known}")
         if metric is not None:
             known = {m for ms in store.result_metrics(dataset=dataset).values() for m in ms}
             known |= {r.metric for r in references(dataset=dataset)} if reference else set()
@@ -373,6 +381,7 @@ def leaderboard(
             estimator=estimator,
             group_by=group_by,
             versus=versus,
+            study=study,
         )
         if html is not None:
             lb.write_html(rows, html, images=_density_images(store, rows, Path(settings.storage)), group_by=group_by)

@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nflab.db_models import utcnow
 from nflab.settings import Settings
-from nflab.store import Store, StoreLookupError
+from nflab.store import REPRO_FINGERPRINT_PREFIX, Store, StoreLookupError
 
 NICKNAMES = {
     "@yearly": "0 0 1 1 *",
@@ -651,7 +651,8 @@ def _start_campaign(
     text = "# nflab repro check: the pinned runs\n" + json.dumps(
         {"schedule": sched["name"], "check": check["id"], "target": pin.get("target")}
     )
-    prepared = PreparedCampaign(name, specs, text, f"repro:{sched['id']}:{check['id']}", name)
+    fingerprint = f"{REPRO_FINGERPRINT_PREFIX}{sched['id']}:{check['id']}"  # keeps its runs off the leaderboard
+    prepared = PreparedCampaign(name, specs, text, fingerprint, name)
     campaign_id = open_campaign(store, prepared, settings, fresh=True)
     store.finish_check(check["id"], campaign_id=campaign_id)
     store.add_runs(campaign_id, specs)
