@@ -19,6 +19,9 @@ Rules:
   within a section each row is compared with a reference row (the section's best of ours, or the best row of the
   family ``versus``) on the seeds both ran: Δ = mean of (row − reference) per seed, with its standard error
   sd(Δ)/√n (None for one shared seed).
+- **Repro.** A configuration pinned by a reproducibility schedule (``nflab repro``) carries the newest check's
+  verdict and date (``repro``: ``✔ reproduced 2026-12-01``, ``✘ drift +0.12 nats (4.1σ) …``); the re-runs of
+  checks never count as seeds here (``Store.result_rows`` leaves them out).
 - **Default metric** per dataset: bits/dim where there is one (image sets), else nats, else the first recorded
   metric (``mse`` for the 1-D fits). Certificates of the selected checkpoint (condition number, inversion error…)
   ride along as columns; any recorded metric can be asked for by name.
