@@ -459,7 +459,8 @@ def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
         *((("repro", "left"),) if repro else ()),
     ]
     for name, justify in columns:
-        table.add_column(name, justify=justify)
+        wide = max((len(r.repro) for r in rows), default=0) if name == "repro" else None
+        table.add_column(name, justify=justify, min_width=wide)  # a verdict is read whole, never cut
     for row in rows:
         paper = row.source == "paper"
         model = row.label if not row.note else f"{row.label} {row.note}"

@@ -109,6 +109,11 @@ def test_due_rerun_on_cpu_is_reproduced_by_the_exact_tier(store: Store, pinned: 
     assert toy["last_verdict"] == "reproduced" and toy["next_due"]
     shown = json.loads(_invoke("repro", "show", "toy", "--json").stdout)
     assert shown["checks"][0]["status"] == "reproduced" and shown["checks"][0]["details"]["seconds"] > 0
+    for args in (["repro", "list"], ["repro", "show", "toy"], ["leaderboard", "--no-reference"]):
+        text = _invoke(*args)
+        assert text.exit_code == 0 and "reproduced" in text.stdout, text.output
+    nothing = _invoke("repro", "run", "--due")  # the real clock: the daily schedule is not due yet
+    assert nothing.exit_code == 0 and "nothing due" in nothing.stdout, nothing.output
 
 
 def test_altered_reference_is_drift_with_the_numbers_and_exit_1(store: Store) -> None:
@@ -184,6 +189,8 @@ def test_unknown_target_or_target_without_results_is_one_line_exit_2(
         assert len(result.output.strip().splitlines()) == 1
     assert store.list_schedules() == before
     assert _invoke("repro", "run", "no-such-schedule").exit_code == 2
+    neither = _invoke("repro", "run")
+    assert neither.exit_code == 2 and "NAME: give a schedule name or --due" in neither.output
 
 
 def test_add_by_config_hash_and_campaign_id(store: Store, pinned: dict) -> None:
