@@ -1,9 +1,10 @@
 """Measure ``nflab repro`` on the catalog's ``e2-monotone-quick``: the reference campaign, a pin, two checks in a row
 (verdict and seconds each), the daemon's CPU use while idle, and its due-to-start latency.
 
-    nice python tests/benchmarks/repro_bench.py --home /tmp/nflab-repro-bench [--idle-s 120]
+    nice python tests/benchmarks/repro_bench.py --home /tmp/nflab-repro-bench [--idle-s 120] [--steps 250]
 
-Runs against its own ``NFLAB_HOME`` (embedded SQLite + MLflow, a local Ray); prints a Markdown summary.
+Runs against its own ``NFLAB_HOME`` (embedded SQLite + MLflow, a local Ray); prints a Markdown summary. ``--steps``
+runs the pipeline at a smaller training budget (``--set train.steps=N``) and pins that campaign by its id.
 """
 
 from __future__ import annotations
@@ -39,19 +40,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--home", required=True)
     parser.add_argument("--idle-s", type=float, default=120.0)
-    parser.add_argument("--skip-reference", action="store_true", help="the reference campaign already ran")
+    parser.add_argument("--steps", type=int, default=None, help="train.steps of every run (default: the pipeline's)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NFLAB_", "MLFLOW_", "RAY_ADDRESS"))}
     env["NFLAB_HOME"] = args.home
     out: list[str] = [f"# repro bench ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f})"]
 
-    if not args.skip_reference:
-        code, text, seconds = nflab("run", PIPELINE, "--json", env=env)
-        out.append(f"- reference campaign `nflab run {PIPELINE}`: exit {code}, {seconds:.0f} s")
-        if code != 0:
-            print(text[-3000:])
-    code, text, seconds = nflab("repro", "add", PIPELINE, "--cron", "@weekly", "--name", NAME, "--json", env=env)
-    out.append(f"- `nflab repro add {PIPELINE} --cron @weekly --name {NAME}`: exit {code}, {seconds:.1f} s")
+    overrides = [] if args.steps is None else ["--set", f"train.steps={args.steps}"]
+    code, text, seconds = nflab("run", PIPELINE, *overrides, "--json", env=env)
+    out.append(f"- reference campaign `nflab run {PIPELINE} {' '.join(overrides)}`: exit {code}, {seconds:.0f} s")
+    if code != 0:
+        print(text[-3000:])
+    target = PIPELINE if args.steps is None else json.loads(text[text.index("{") :])["campaign_id"]
+    code, text, seconds = nflab("repro", "add", target, "--cron", "@weekly", "--name", NAME, "--json", env=env)
+    out.append(f"- `nflab repro add {target} --cron @weekly --name {NAME}`: exit {code}, {seconds:.1f} s")
     if code != 0:
         print(text[-3000:])
     for i in (1, 2):
