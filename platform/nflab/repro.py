@@ -113,35 +113,38 @@ def _start(sched: Mapping[str, Any]) -> datetime:
     return sched.get("anchor_at") or sched["created_at"]
 
 
-def due_times(sched: Mapping[str, Any], after: datetime, now: datetime, *, limit: int = 10_000) -> list[datetime]:
-    """The schedule's due times in (after, now], oldest first (at most ``limit``), in UTC."""
+def latest_due(
+    sched: Mapping[str, Any], after: datetime, now: datetime, *, limit: int = 10_000
+) -> tuple[datetime | None, int]:
+    """The schedule's latest due time in (after, now] (UTC; None when there is none) and how many due times that
+    interval holds (counted up to ``limit``): the catch-up runs the latest once and reports the rest as missed."""
     from cronsim import CronSim
 
     if sched.get("cron"):
-        out: list[datetime] = []
         tz = zone(sched.get("timezone") or "UTC")
+        ceiling = now.replace(microsecond=0) + timedelta(seconds=1)  # reverse iteration starts strictly before this
+        try:
+            latest = _to_utc(next(CronSim(sched["cron"], ceiling.astimezone(tz), reverse=True)))
+        except StopIteration:
+            return None, 0
+        if latest <= after:
+            return None, 0
+        count = 0
         for when in CronSim(sched["cron"], after.astimezone(tz)):
-            when = _to_utc(when)
-            if when > now or len(out) >= limit:
+            if _to_utc(when) > latest or count >= limit:
                 break
-            if when > after:
-                out.append(when)
-        return out
+            count += 1
+        return latest, max(count, 1)
     every = int(sched.get("every_s") or 0)
     if every <= 0:
-        return []
+        return None, 0
     first = _start(sched)
-    k0 = max(1, math.floor((after - first).total_seconds() / every) + 1)
-    out = []
-    k = k0
-    while len(out) < limit:
-        when = first + timedelta(seconds=k * every)
-        if when > now:
-            break
-        if when > after:
-            out.append(when)
-        k += 1
-    return out
+    last_k = math.floor((now - first).total_seconds() / every)
+    latest = first + timedelta(seconds=last_k * every)
+    if last_k < 1 or latest <= after:
+        return None, 0
+    first_k = max(1, math.floor((after - first).total_seconds() / every) + 1)
+    return latest, min(last_k - first_k + 1, limit)
 
 
 def next_due(sched: Mapping[str, Any], after: datetime) -> datetime | None:
@@ -696,26 +699,26 @@ def tick(
     for sched in store.list_schedules(enabled_only=True):
         if not sched.get("cron") and not sched.get("every_s"):
             continue
-        due = due_times(sched, last_handled(store, sched), now)
-        if not due:
+        due, count = latest_due(sched, last_handled(store, sched), now)
+        if due is None:
             continue
         claim = store.claim_check(
-            sched["id"], due[-1], trigger="due", host=host_name(), pid=os.getpid(), is_stale=is_abandoned(now)
+            sched["id"], due, trigger="due", host=host_name(), pid=os.getpid(), is_stale=is_abandoned(now)
         )
         if claim is None:
             if log:
-                log(f"{sched['name']}: due {due[-1]:%Y-%m-%d %H:%M} UTC was claimed by another process")
+                log(f"{sched['name']}: due {due:%Y-%m-%d %H:%M} UTC was claimed by another process")
             continue
         if on_claim:
             on_claim(claim)
         if claim["status"] == "skipped":
             if log:
-                log(f"{sched['name']}: skipped due {due[-1]:%Y-%m-%d %H:%M} UTC: {claim['reason']}")
+                log(f"{sched['name']}: skipped due {due:%Y-%m-%d %H:%M} UTC: {claim['reason']}")
             out.append(claim)
             continue
         if log:
-            log(f"{sched['name']}: check {claim['id']} for due {due[-1]:%Y-%m-%d %H:%M} UTC started")
-        extra = {"missed": len(due) - 1} if len(due) > 1 else {}
+            log(f"{sched['name']}: check {claim['id']} for due {due:%Y-%m-%d %H:%M} UTC started")
+        extra = {"missed": count - 1} if count > 1 else {}
         try:
             row = execute(store, settings, sched, claim, address=address, extra=extra)
         except (KeyboardInterrupt, SystemExit):

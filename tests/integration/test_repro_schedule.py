@@ -47,6 +47,18 @@ def test_cron_nicknames_and_timezones() -> None:
         repro.zone("Europe/Atlantis")
 
 
+def test_latest_due_after_a_long_gap_and_across_a_dst_change() -> None:
+    minutely = {"cron": "* * * * *", "timezone": "UTC", "created_at": T0, "anchor_at": T0}
+    now = T0 + timedelta(days=365, seconds=15)
+    latest, count = repro.latest_due(minutely, T0, now)
+    assert latest == (T0 + timedelta(days=365)).replace(second=0) and count == 10_000  # counted up to the limit
+    berlin = {"cron": "30 2 * * *", "timezone": "Europe/Berlin", "created_at": T0, "anchor_at": T0}
+    before = datetime(2026, 3, 28, 12, tzinfo=UTC)  # 02:30 does not exist on 2026-03-29 (clocks go 02:00 → 03:00)
+    latest, count = repro.latest_due(berlin, before, datetime(2026, 3, 29, 12, tzinfo=UTC))
+    assert count == 1 and latest is not None and latest.date() == datetime(2026, 3, 29).date()
+    assert repro.latest_due(berlin, latest, datetime(2026, 3, 29, 23, tzinfo=UTC)) == (None, 0)
+
+
 def test_catch_up_after_missed_due_times_runs_once(store: Store) -> None:
     sid = add(store, "hourly", T0)
     assert _tick(store, T0 + timedelta(minutes=50)) == []
