@@ -28,6 +28,7 @@ from nflab.cli import (
     console,
     err_console,
 )
+from nflab.repro import DEFAULT_FLOOR, DEFAULT_K
 from nflab.richtext import SafeTable, plain
 
 repro_app = typer.Typer(no_args_is_help=True, help="Scheduled reproducibility runs: pin a result, re-run, judge.")
@@ -35,6 +36,7 @@ app.add_typer(repro_app, name="repro")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 NameArg = Annotated[str, typer.Argument(help="the schedule (name or id; nflab repro list)")]
+AddressOpt = Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS or a local Ray)")]
 STYLE = {"reproduced": "green", "drift": "red", "failed": "red", "env-changed": "yellow", "skipped": "dim"}
 
 
@@ -78,8 +80,8 @@ def add(
         int | None, typer.Option(min=1, help="pin this many seeds per configuration (default: all)")
     ] = None,
     name: Annotated[str | None, typer.Option(help="schedule name (default: from the target)")] = None,
-    k: Annotated[float, typer.Option(min=0.0, help="statistical tier: tolerance in σ")] = 3.0,
-    floor: Annotated[float, typer.Option(min=0.0, help="statistical tier: smallest σ (metric units)")] = 0.01,
+    k: Annotated[float, typer.Option(min=0.0, help="statistical tier: tolerance in σ")] = DEFAULT_K,
+    floor: Annotated[float, typer.Option(min=0.0, help="statistical tier: smallest σ (metric units)")] = DEFAULT_FLOOR,
     json_out: JsonOpt = False,
 ) -> None:
     """Pin a target's finished results (specs, seeds, reference numbers, code, environment, data) on a schedule."""
@@ -194,7 +196,7 @@ def show(
 def run(
     name: Annotated[str | None, typer.Argument(help="the schedule to check now (or --due)")] = None,
     due: Annotated[bool, typer.Option("--due", help="check every schedule that is due now")] = False,
-    address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS or a local Ray)")] = None,
+    address: AddressOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check one schedule now, or every schedule that is due; exit 1 on drift, env-changed or failed."""
@@ -277,7 +279,7 @@ def remove(name: NameArg) -> None:
 @repro_app.command("daemon")
 def daemon(
     poll: Annotated[float, typer.Option(min=0.1, help="seconds between looks for new or changed schedules")] = 60.0,
-    address: Annotated[str | None, typer.Option(help="Ray address (default: RAY_ADDRESS or a local Ray)")] = None,
+    address: AddressOpt = None,
 ) -> None:
     """Run due checks until stopped (SIGTERM or Ctrl-C stop it cleanly; a check in progress is cancelled)."""
 

@@ -38,14 +38,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from nflab.db_models import utcnow
-from nflab.settings import Settings
-from nflab.store import REPRO_FINGERPRINT_PREFIX, Store, StoreLookupError
+if TYPE_CHECKING:  # the store and its migrations load only when a command needs them (the CLI starts fast)
+    from nflab.settings import Settings
+    from nflab.store import Store
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
 
 NICKNAMES = {
     "@yearly": "0 0 1 1 *",
@@ -256,6 +262,8 @@ def _pipeline_target(store: Store, text: str) -> Target:
 
 
 def _campaign_target(store: Store, text: str) -> Target | None:
+    from nflab.store import StoreLookupError
+
     try:
         camp = store.get_campaign(text)
     except StoreLookupError as exc:
@@ -630,6 +638,8 @@ def execute_check(
         raise
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        from nflab.store import StoreLookupError
+
         if not isinstance(exc, ReproError | StoreLookupError):
             reason = f"{type(exc).__name__}: {reason}"
         verdict = Verdict("failed", f"the check could not run: {reason[:500]}", {})
@@ -648,6 +658,7 @@ def _start_campaign(
     import json
 
     from nflab.campaign import PreparedCampaign, open_campaign
+    from nflab.store import REPRO_FINGERPRINT_PREFIX
 
     name = f"repro-{sched['name']}"[:200]
     specs = [{**s, "campaign": name} for s in pin["specs"]]
