@@ -451,12 +451,12 @@ def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
         ("source", "left"),
         (f"{metric} mean ± std", "right"),
         ("seeds", "right"),
+        *((("repro", "left"),) if repro else ()),
         ("Δ paired", "right"),
         ("selection", "left"),
         ("budget", "left"),
         *((c, "right") for c in certs),
         ("campaign(s) / citation", "left"),
-        *((("repro", "left"),) if repro else ()),
     ]
     for name, justify in columns:
         wide = max((len(r.repro) for r in rows), default=0) if name == "repro" else None
@@ -470,12 +470,12 @@ def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
             row.source,
             _score(row),
             "" if paper else str(row.n_seeds),
+            *((row.repro,) if repro else ()),
             _paired_text(row),
             row.selection,
             row.budget.label(),
             *(_fmt_cert(row.certificates.get(c)) for c in certs),
             row.citation if paper else ", ".join(row.campaigns),
-            *((row.repro,) if repro else ()),
             style="dim italic" if paper else None,
         )
     return table
@@ -515,6 +515,7 @@ tr.paper td{color:#5b6275;font-style:italic;background:#f7f7fb}
 img.plot{width:160px;height:auto;border:1px solid #dde}
 figure{display:inline-block;margin:.5rem}figcaption{font-size:.8rem;color:#5b6275}
 .cite,.note,.budget{font-size:.75rem}
+td.repro{white-space:nowrap}
 """
 
 
@@ -529,12 +530,11 @@ def _table_html(rows: list[Row], images: Mapping[str, str | Path], used: set[str
     certs = _cert_columns(rows)
     repro = any(r.repro for r in rows)
     head = (
-        f"<tr><th>#</th><th>model</th><th>source</th><th>{metric} mean ± std</th><th>seeds</th><th>Δ paired</th>"
-        "<th>selection</th><th>budget</th>"
-        + "".join(f"<th>{e(c)}</th>" for c in certs)
-        + "<th>campaign(s) / citation</th>"
+        f"<tr><th>#</th><th>model</th><th>source</th><th>{metric} mean ± std</th><th>seeds</th>"
         + ("<th>repro</th>" if repro else "")
-        + "<th>density</th></tr>"
+        + "<th>Δ paired</th><th>selection</th><th>budget</th>"
+        + "".join(f"<th>{e(c)}</th>" for c in certs)
+        + "<th>campaign(s) / citation</th><th>density</th></tr>"
     )
     body = []
     for row in rows:
@@ -551,10 +551,9 @@ def _table_html(rows: list[Row], images: Mapping[str, str | Path], used: set[str
             f'<tr class="{e(row.source)}"><td class="num">{row.rank or ""}</td><td>{e(row.label)}{note}</td>'
             f'<td><span class="badge {e(row.source)}">{e(row.source)}</span></td>'
             f'<td class="num">{e(_score(row))}</td><td class="num">{"" if paper else row.n_seeds}</td>'
-            f'<td class="num">{e(_paired_text(row))}</td><td>{e(row.selection)}</td>'
-            f'<td class="budget">{e(row.budget.label())}</td>{cells}<td>{where}</td>'
             + (f'<td class="repro">{e(row.repro)}</td>' if repro else "")
-            + f"<td>{img}</td></tr>"
+            + f'<td class="num">{e(_paired_text(row))}</td><td>{e(row.selection)}</td>'
+            f'<td class="budget">{e(row.budget.label())}</td>{cells}<td>{where}</td><td>{img}</td></tr>'
         )
     return f"<table>{head}{''.join(body)}</table>"
 
