@@ -637,9 +637,10 @@ def execute_check(
         )  # fmt: skip
         raise
     except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        from nflab.settings import redact
         from nflab.store import StoreLookupError
 
+        reason = redact(" ".join(str(exc).split())) or type(exc).__name__  # a URL's password never reaches a row
         if not isinstance(exc, ReproError | StoreLookupError):
             reason = f"{type(exc).__name__}: {reason}"
         verdict = Verdict("failed", f"the check could not run: {reason[:500]}", {})
@@ -735,9 +736,11 @@ def tick(
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # the executor itself broke: the claim must not stay running
-            store.finish_check(claim["id"], status="failed", reason=f"{type(exc).__name__}: {exc}"[:500],
-                               finished_at=utcnow())  # fmt: skip
-            row = {**claim, "status": "failed", "reason": str(exc)}
+            from nflab.settings import redact
+
+            reason = redact(f"{type(exc).__name__}: {exc}")[:500]
+            store.finish_check(claim["id"], status="failed", reason=reason, finished_at=utcnow())
+            row = {**claim, "status": "failed", "reason": reason}
         if log:
             log(f"{sched['name']}: check {row['id']} {row['status']}: {row.get('reason') or ''}")
         out.append(row)
