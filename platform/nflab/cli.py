@@ -49,6 +49,7 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from nflab.flows import ConfigError
     from nflab.flows.data import DatasetFileError, DatasetFormatError
     from nflab.pipelines import PipelineError
+    from nflab.repro import ReproError
     from nflab.settings import SettingsError
     from nflab.store import StoreLookupError
     from nflab.workers.raynet import RayAddressError
@@ -61,6 +62,7 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
         DatasetFileError,
         DatasetFormatError,
         RayAddressError,
+        ReproError,
         SettingsError,
         StorageError,
         StoreLookupError,
@@ -769,7 +771,7 @@ def config_show(json_out: Annotated[bool, typer.Option("--json", help="print JSO
     _guard(body)
 
 
-from nflab import cli_tune  # noqa: E402,F401 - registers `nflab tune` on the app
+from nflab import cli_repro, cli_tune  # noqa: E402,F401 - register `nflab repro` and `nflab tune` on the app
 
 
 def main() -> None:

@@ -206,14 +206,26 @@ class Study(Base):
     updated_at: Mapped[datetime]
 
 
+#: what a repro check can end as (``running`` while it runs; ``skipped``: its due time came while another check of
+#: the schedule was still running; ``cancelled``: the process running it was stopped before a verdict)
+CHECK_STATUSES = ("running", "reproduced", "drift", "env-changed", "failed", "skipped", "cancelled")
+TARGET_KINDS = ("pipeline", "config", "campaign")
+
+
 class Schedule(Base):
-    """A recurring reproducibility run of a pipeline at a pinned code version."""
+    """A pinned result re-run on a schedule: ``target`` (a pipeline file, a configuration's hash or a campaign id;
+    the column keeps its first name, ``pipeline_path``), a cron expression in ``timezone``, and the pin (resolved
+    specs, seeds, reference results, code, environment and data fingerprints) taken when it was added.
+
+    ``tolerance`` is the statistical tier's floor (metric units) and ``k_sigma`` its multiplier; due times before
+    ``anchor_at`` (when the schedule was added or resumed) are never run. ``every_s`` is an interval in seconds
+    (rows written before cron schedules; still honoured)."""
 
     __tablename__ = "nflab_schedules"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    pipeline_path: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column("pipeline_path", Text)
     cron: Mapped[str | None] = mapped_column(String(100))
     every_s: Mapped[int | None] = mapped_column(Integer)
     code_version: Mapped[str | None] = mapped_column(String(100))
@@ -221,12 +233,20 @@ class Schedule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime]
     last_run_at: Mapped[datetime | None]
+    target_kind: Mapped[str] = mapped_column(String(20), server_default="pipeline")
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    k_sigma: Mapped[float] = mapped_column(Double, server_default="3")
+    anchor_at: Mapped[datetime | None]
+    pin: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class ReproCheck(Base):
-    """The outcome of one scheduled reproducibility run (compared against the reference within tolerance)."""
+    """One reproducibility check of a schedule: its verdict (``CHECK_STATUSES``), one-line ``reason`` and numbers
+    (``details``). ``due_at`` is the due time it was claimed for (None for a manual ``repro run NAME``): the unique
+    (schedule, due time) pair is the claim, so that of two processes racing for one due time exactly one writes it."""
 
     __tablename__ = "nflab_repro_checks"
+    __table_args__ = (UniqueConstraint("schedule_id", "due_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     schedule_id: Mapped[int] = mapped_column(ForeignKey("nflab_schedules.id"), index=True)
@@ -234,6 +254,12 @@ class ReproCheck(Base):
     status: Mapped[str] = mapped_column(String(20))
     details: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+    due_at: Mapped[datetime | None]
+    trigger: Mapped[str] = mapped_column(String(20), server_default="manual")
+    reason: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(200))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    finished_at: Mapped[datetime | None]
 
 
 TABLES: tuple[str, ...] = tuple(Base.metadata.tables)

@@ -19,6 +19,9 @@ Rules:
   within a section each row is compared with a reference row (the section's best of ours, or the best row of the
   family ``versus``) on the seeds both ran: Δ = mean of (row − reference) per seed, with its standard error
   sd(Δ)/√n (None for one shared seed).
+- **Repro.** A configuration pinned by a reproducibility schedule (``nflab repro``) carries the newest check's
+  verdict and date (``repro``: ``✔ reproduced 2026-12-01``, ``✘ drift +0.12 nats (4.1σ) …``); the re-runs of
+  checks never count as seeds here (``Store.result_rows`` leaves them out).
 - **Default metric** per dataset: bits/dim where there is one (image sets), else nats, else the first recorded
   metric (``mse`` for the 1-D fits). Certificates of the selected checkpoint (condition number, inversion error…)
   ride along as columns; any recorded metric can be asked for by name.
@@ -115,6 +118,7 @@ class Row:
     note: str = ""  # the options that tell this configuration from the other ones of its family here
     rank: int | None = None
     paired: Paired | None = None
+    repro: str = ""  # the newest repro check's verdict when a schedule pins this configuration (nflab repro)
 
     def image_keys(self) -> tuple[str, ...]:
         """The names an image map may use for this row: its label, config hash and 12-char hash prefix."""
@@ -381,6 +385,11 @@ def leaderboard(
         and (preset is None or r.budget.preset == preset)
         and (estimator is None or r.budget.estimator == estimator)
     ]
+    from nflab.repro import config_badges
+
+    badges = config_badges(store)
+    if badges:
+        rows = [replace(r, repro=badges.get(r.config_hash or "", "")) for r in rows]
     return _rank(rows, group_by, versus)
 
 
@@ -435,12 +444,14 @@ def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
     metric = rows[0].metric_label() if rows else "value"
     table = SafeTable(title=title or (section_title(rows) if rows else "nflab leaderboard"))
     certs = _cert_columns(rows) if rows else []
+    repro = any(r.repro for r in rows)
     columns = [
         ("#", "right"),
         ("model", "left"),
         ("source", "left"),
         (f"{metric} mean ± std", "right"),
         ("seeds", "right"),
+        *((("repro", "left"),) if repro else ()),
         ("Δ paired", "right"),
         ("selection", "left"),
         ("budget", "left"),
@@ -448,7 +459,8 @@ def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
         ("campaign(s) / citation", "left"),
     ]
     for name, justify in columns:
-        table.add_column(name, justify=justify)
+        wide = max((len(r.repro) for r in rows), default=0) if name == "repro" else None
+        table.add_column(name, justify=justify, min_width=wide)  # a verdict is read whole, never cut
     for row in rows:
         paper = row.source == "paper"
         model = row.label if not row.note else f"{row.label} {row.note}"
@@ -458,6 +470,7 @@ def render_table(rows: list[Row], title: str | None = None) -> SafeTable:
             row.source,
             _score(row),
             "" if paper else str(row.n_seeds),
+            *((row.repro,) if repro else ()),
             _paired_text(row),
             row.selection,
             row.budget.label(),
@@ -502,6 +515,7 @@ tr.paper td{color:#5b6275;font-style:italic;background:#f7f7fb}
 img.plot{width:160px;height:auto;border:1px solid #dde}
 figure{display:inline-block;margin:.5rem}figcaption{font-size:.8rem;color:#5b6275}
 .cite,.note,.budget{font-size:.75rem}
+td.repro{white-space:nowrap}
 """
 
 
@@ -514,9 +528,11 @@ def _table_html(rows: list[Row], images: Mapping[str, str | Path], used: set[str
     e = html.escape
     metric = e(rows[0].metric_label())
     certs = _cert_columns(rows)
+    repro = any(r.repro for r in rows)
     head = (
-        f"<tr><th>#</th><th>model</th><th>source</th><th>{metric} mean ± std</th><th>seeds</th><th>Δ paired</th>"
-        "<th>selection</th><th>budget</th>"
+        f"<tr><th>#</th><th>model</th><th>source</th><th>{metric} mean ± std</th><th>seeds</th>"
+        + ("<th>repro</th>" if repro else "")
+        + "<th>Δ paired</th><th>selection</th><th>budget</th>"
         + "".join(f"<th>{e(c)}</th>" for c in certs)
         + "<th>campaign(s) / citation</th><th>density</th></tr>"
     )
@@ -535,7 +551,8 @@ def _table_html(rows: list[Row], images: Mapping[str, str | Path], used: set[str
             f'<tr class="{e(row.source)}"><td class="num">{row.rank or ""}</td><td>{e(row.label)}{note}</td>'
             f'<td><span class="badge {e(row.source)}">{e(row.source)}</span></td>'
             f'<td class="num">{e(_score(row))}</td><td class="num">{"" if paper else row.n_seeds}</td>'
-            f'<td class="num">{e(_paired_text(row))}</td><td>{e(row.selection)}</td>'
+            + (f'<td class="repro">{e(row.repro)}</td>' if repro else "")
+            + f'<td class="num">{e(_paired_text(row))}</td><td>{e(row.selection)}</td>'
             f'<td class="budget">{e(row.budget.label())}</td>{cells}<td>{where}</td><td>{img}</td></tr>'
         )
     return f"<table>{head}{''.join(body)}</table>"

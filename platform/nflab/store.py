@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nflab import migrate
@@ -43,6 +45,9 @@ from nflab.db_models import (
 from nflab.settings import sqlite_path
 
 ACTIVE = ("pending", "running")
+#: the fingerprint of every campaign a repro check starts begins with this: their runs re-run pinned ones
+REPRO_FINGERPRINT_PREFIX = "repro:"
+_REPRO_CAMPAIGNS = select(Campaign.id).where(Campaign.fingerprint.startswith(REPRO_FINGERPRINT_PREFIX))
 _CHUNK = 500
 
 
@@ -61,7 +66,7 @@ def _aware(value: Any) -> Any:
 
 
 def _row(obj: Base) -> dict[str, Any]:
-    return {col.key: _aware(getattr(obj, col.key)) for col in obj.__table__.columns}
+    return {attr.key: _aware(getattr(obj, attr.key)) for attr in sa_inspect(type(obj)).column_attrs}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -489,6 +494,17 @@ class Store:
         where = "" if campaign_id is None else f" in campaign {campaign_id[:8]}"
         raise StoreLookupError(f"run: {ref!r} is no run id, run key or prefix of one{where} (see `nflab status`)")
 
+    def finished_runs_of_config(self, prefix: str) -> list[dict[str, Any]]:
+        """The finished runs (outside repro checks) whose config hash starts with ``prefix``, oldest first."""
+        stmt = (
+            select(Run)
+            .where(Run.config_hash.startswith(prefix, autoescape=True), Run.status == "finished")
+            .where(Run.campaign_id.not_in(_REPRO_CAMPAIGNS))
+            .order_by(Run.finished_at, Run.id)
+        )
+        with self._read() as s:
+            return [_row(r) for r in s.scalars(stmt)] if prefix else []
+
     def list_runs(
         self, campaign_id: str, status: str | Iterable[str] | None = None, *, with_results: bool = False
     ) -> list[dict[str, Any]]:
@@ -522,7 +538,7 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Flat rows (run + campaign + one result) of runs with ``status`` — the leaderboard's input. ``metric`` or
         ``kind`` None: every metric / kind. A study's trial runs (one seed each, selected on validation) are left
-        out unless ``study`` names it, and then only its trials are returned."""
+        out unless ``study`` names it, and then only its trials are returned; the re-runs of repro checks always."""
         stmt = (
             select(
                 Run.id.label("run_id"),
@@ -550,6 +566,7 @@ class Store:
             .join(Result, Result.run_id == Run.id)
             .join(Campaign, Campaign.id == Run.campaign_id)
             .where(Run.status == status, Result.split == split)
+            .where(Run.campaign_id.not_in(_REPRO_CAMPAIGNS))  # a repro check's re-runs never replace the pinned rows
         )
         if metric is not None:
             stmt = stmt.where(Result.metric == metric)
@@ -625,12 +642,17 @@ class Store:
     def add_schedule(
         self,
         name: str,
-        pipeline_path: str,
+        target: str,
         *,
         cron: str | None = None,
         every_s: int | None = None,
-        code_version: str | None = None,
+        timezone: str = "UTC",
+        target_kind: str = "pipeline",
+        k_sigma: float = 3.0,
         tolerance: float | None = None,
+        pin: Mapping[str, Any] | None = None,
+        anchor_at: datetime | None = None,
+        code_version: str | None = None,
         enabled: bool = True,
     ) -> int:
         """Add a schedule (``cron`` expression or ``every_s`` seconds; one of them is required); return its id."""
@@ -641,11 +663,16 @@ class Store:
                 raise ValueError(f"a schedule named {name!r} already exists")
             sched = Schedule(
                 name=name,
-                pipeline_path=str(pipeline_path),
+                target=str(target),
                 cron=cron,
                 every_s=every_s,
+                timezone=timezone,
+                target_kind=target_kind,
+                k_sigma=float(k_sigma),
                 code_version=code_version,
                 tolerance=tolerance,
+                pin=None if pin is None else dict(pin),
+                anchor_at=anchor_at,
                 enabled=enabled,
                 created_at=utcnow(),
             )
@@ -659,7 +686,8 @@ class Store:
         if found is None and isinstance(ref, str) and ref.isdigit():
             found = s.get(Schedule, int(ref))
         if found is None:
-            raise StoreLookupError(f"no schedule with name or id {ref!r}")
+            names = ", ".join(s.scalars(select(Schedule.name).order_by(Schedule.name).limit(20))) or "none yet"
+            raise StoreLookupError(f"schedule: {ref!r} is no schedule name or id; allowed: {names}")
         return found
 
     def get_schedule(self, ref: int | str) -> dict[str, Any]:
@@ -675,11 +703,17 @@ class Store:
         with self._read() as s:
             return [_row(x) for x in s.scalars(stmt)]
 
+    SCHEDULE_FIELDS = frozenset(
+        {"target", "cron", "every_s", "timezone", "code_version", "tolerance", "k_sigma", "enabled", "last_run_at",
+         "anchor_at", "pin"}
+    )  # fmt: skip
+
     def update_schedule(self, ref: int | str, **fields: Any) -> None:
-        """Change some of: pipeline_path, cron, every_s, code_version, tolerance, enabled, last_run_at."""
-        allowed = {"pipeline_path", "cron", "every_s", "code_version", "tolerance", "enabled", "last_run_at"}
-        if set(fields) - allowed:
-            raise ValueError(f"cannot update {sorted(set(fields) - allowed)}; allowed: {sorted(allowed)}")
+        """Change some of ``SCHEDULE_FIELDS``."""
+        if set(fields) - self.SCHEDULE_FIELDS:
+            raise ValueError(
+                f"cannot update {sorted(set(fields) - self.SCHEDULE_FIELDS)}; allowed: {sorted(self.SCHEDULE_FIELDS)}"
+            )
         with self._write() as s:
             sched = self._schedule(s, ref)
             for key, value in fields.items():
@@ -697,9 +731,14 @@ class Store:
             s.delete(sched)
 
     def add_repro_check(
-        self, schedule_id: int, status: str, details: Mapping[str, Any] | None = None, campaign_id: str | None = None
+        self,
+        schedule_id: int,
+        status: str,
+        details: Mapping[str, Any] | None = None,
+        campaign_id: str | None = None,
+        **fields: Any,
     ) -> int:
-        """Record the outcome of a reproducibility run; return its id."""
+        """Record a repro check (``fields``: due_at, trigger, reason, host, pid, finished_at); return its id."""
         with self._write() as s:
             check = ReproCheck(
                 schedule_id=schedule_id,
@@ -707,10 +746,82 @@ class Store:
                 status=status,
                 details=dict(details or {}),
                 created_at=utcnow(),
+                **fields,
             )
             s.add(check)
             s.flush()
             return check.id
+
+    def claim_check(
+        self,
+        schedule_id: int,
+        due_at: datetime | None,
+        *,
+        trigger: str,
+        host: str,
+        pid: int,
+        is_stale: Any = None,
+    ) -> dict[str, Any] | None:
+        """Claim the check of ``schedule_id`` due at ``due_at`` (None: a manual run) in one transaction.
+
+        If a check of the schedule is still ``running`` (and ``is_stale(row)`` does not call it abandoned), the
+        claim is recorded as ``skipped`` naming that check; a running check that ``is_stale`` calls abandoned is
+        marked ``failed`` first. Returns the new row, or None when another writer holds the (schedule, due time)
+        pair already — the unique constraint decides, on SQLite and PostgreSQL alike.
+        """
+        now = utcnow()
+        try:
+            with self._write() as s:
+                running = list(
+                    s.scalars(
+                        select(ReproCheck).where(ReproCheck.schedule_id == schedule_id, ReproCheck.status == "running")
+                    )
+                )
+                busy = None
+                for row in running:
+                    stale = is_stale(_row(row)) if is_stale is not None else None
+                    if stale:
+                        row.status, row.reason, row.finished_at = "failed", stale, now
+                    else:
+                        busy = row
+                status, reason = "running", None
+                if busy is not None:
+                    status = "skipped"
+                    reason = f"check {busy.id} (started {_aware(busy.created_at):%Y-%m-%d %H:%M} UTC) is still running"
+                check = ReproCheck(
+                    schedule_id=schedule_id,
+                    status=status,
+                    details={},
+                    created_at=now,
+                    due_at=due_at,
+                    trigger=trigger,
+                    reason=reason,
+                    host=host[:200],
+                    pid=pid,
+                    finished_at=now if status == "skipped" else None,
+                )
+                s.add(check)
+                s.flush()
+                return _row(check)
+        except IntegrityError:
+            return None
+
+    def finish_check(self, check_id: int, **fields: Any) -> None:
+        """Write a claimed check's outcome once (status, reason, details, campaign_id, finished_at)."""
+        allowed = {"status", "reason", "details", "campaign_id", "finished_at"}
+        if set(fields) - allowed:
+            raise ValueError(f"cannot set {sorted(set(fields) - allowed)}; allowed: {sorted(allowed)}")
+        with self._write() as s:
+            check = s.get(ReproCheck, check_id)
+            if check is None:
+                raise StoreLookupError(f"no repro check with id {check_id}")
+            for key, value in fields.items():
+                setattr(check, key, value)
+
+    def last_due_at(self, schedule_id: int) -> datetime | None:
+        """The latest due time a check of the schedule was claimed for (None if none)."""
+        with self._read() as s:
+            return _aware(s.scalar(select(func.max(ReproCheck.due_at)).where(ReproCheck.schedule_id == schedule_id)))
 
     def list_repro_checks(self, schedule_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The newest repro checks (of one schedule if given)."""
@@ -719,6 +830,20 @@ class Store:
             stmt = stmt.where(ReproCheck.schedule_id == schedule_id)
         with self._read() as s:
             return [_row(x) for x in s.scalars(stmt)]
+
+    def latest_verdicts(self) -> dict[int, dict[str, Any]]:
+        """schedule id → its newest check that has a verdict (not running, skipped or cancelled)."""
+        verdicts = ("reproduced", "drift", "env-changed", "failed")
+        stmt = (
+            select(ReproCheck)
+            .where(ReproCheck.status.in_(verdicts))
+            .order_by(ReproCheck.schedule_id, ReproCheck.created_at.desc(), ReproCheck.id.desc())
+        )
+        out: dict[int, dict[str, Any]] = {}
+        with self._read() as s:
+            for row in s.scalars(stmt):
+                out.setdefault(row.schedule_id, _row(row))
+        return out
 
 
 def open_store(url: str | None = None) -> Store:

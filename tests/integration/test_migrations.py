@@ -4,6 +4,7 @@ nflab's own version table next to a foreign ``alembic_version``."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     url = _url(tmp_path)
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0007"
+    assert migrate.current(url) == migrate.head() == "0008"
     assert table_names(url) == {*TABLES, "nflab_alembic_version"}
     assert "alembic_version" not in table_names(url)
     migrate.check(url)
@@ -313,3 +314,32 @@ def test_a_store_written_by_the_previous_version_shows_the_same_leaderboard(tmp_
     fresh = {s.config["model"]["family"]: s.config_hash for s in expand(load_pipeline_text(today))}
     stored = {r["family"]: r["config_hash"] for r in runs}
     assert stored == fresh
+
+
+def test_0008_keeps_schedules_and_checks_and_claims_one_due_time(tmp_path: Path) -> None:
+    """0008: schedules and checks written before keep their rows (new columns take their defaults); a due time can
+    be claimed once per schedule."""
+    url = _url(tmp_path)
+    migrate.upgrade(url, "0007")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO nflab_schedules (id, name, pipeline_path, cron, enabled, created_at) "
+            "VALUES (1, 'old', 'p.yaml', '0 0 * * 0', 1, '2026-11-30 00:00:00')"
+        ))  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO nflab_repro_checks (id, schedule_id, status, details, created_at) "
+            "VALUES (1, 1, 'ok', '{}', '2026-11-30 01:00:00')"
+        ))  # fmt: skip
+    engine.dispose()
+    migrate.upgrade(url)
+    with Store(url) as store:
+        old = store.get_schedule("old")
+        assert (old["target"], old["timezone"], old["k_sigma"], old["pin"]) == ("p.yaml", "UTC", 3.0, None)
+        (check,) = store.list_repro_checks(1)
+        assert (check["status"], check["trigger"], check["due_at"]) == ("ok", "manual", None)
+        due = datetime(2026, 12, 7, tzinfo=UTC)
+        assert store.claim_check(1, due, trigger="due", host="a", pid=1) is not None
+        assert store.claim_check(1, due, trigger="due", host="b", pid=2) is None
+        assert store.claim_check(1, None, trigger="manual", host="b", pid=2) is not None  # NULLs never collide
+    migrate.check(url)
