@@ -1,0 +1,52 @@
+"""Pieces of ``nflab serve`` that need no store: the SVG charts, the bind rule, the token's session value."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nflab.serve import BindRefused, check_bind, is_loopback
+from nflab.serve.app import session_value
+from nflab.serve.svg import line_chart, scatter_chart
+
+
+def test_line_chart_escapes_labels_and_skips_non_finite_points() -> None:
+    chart = line_chart("loss <b>", [("seed <0>", [(0, 1.0), (1, math.nan), (2, 0.5)]), ("empty", [])])
+    assert chart is not None
+    text = str(chart)
+    assert text.startswith("<svg") and text.endswith("</svg>")
+    assert "<b>" not in text and "&lt;b&gt;" in text and "seed &lt;0&gt;" in text
+    assert text.count("<polyline") == 1 and "nan" not in text.lower().replace("nan=", "")
+    assert line_chart("nothing", [("a", [(0, math.inf)])]) is None
+
+
+def test_line_chart_one_point_and_constant_values() -> None:
+    chart = str(line_chart("flat", [("a", [(3, 2.0)])]))
+    assert "<circle" in chart and "<polyline" not in chart
+
+
+def test_scatter_chart_with_highlight_and_line() -> None:
+    chart = str(scatter_chart("history", [(0, 3.0), (1, 2.0)], highlight=[(1, 2.0)], line=[(0, 3.0), (1, 2.0)]))
+    assert chart.count("<circle") == 3 and "<polyline" in chart
+    assert scatter_chart("none", []) is None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.9", "::1", "[::1]", "localhost", "LOCALHOST"])
+def test_loopback_needs_no_token(host: str) -> None:
+    assert is_loopback(host)
+    check_bind(host, None)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "example.org", ""])
+def test_anything_else_needs_a_token(host: str) -> None:
+    assert not is_loopback(host)
+    with pytest.raises(BindRefused, match="NFLAB_SERVE_TOKEN"):
+        check_bind(host, None)
+    check_bind(host, "a-token")
+
+
+def test_session_value_is_not_the_token() -> None:
+    value = session_value("secret-token")
+    assert "secret-token" not in value and len(value) == 64 and value == session_value("secret-token")
+    assert value != session_value("secret-token2")
