@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks.scale_bench import fill_store  # noqa: E402
+from tests.benchmarks.scale_bench import fill_store
 
 URLS = ("/leaderboard", "/api/leaderboard", "/leaderboard?dataset=moons&family=maf&sort=mean&order=desc")
 
