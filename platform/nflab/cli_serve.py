@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Annotated
 
@@ -32,7 +33,12 @@ def serve(
             raise BadInput(str(exc)) from None
         settings = _settings()
         store = _store(settings)
+        import threading
+
         import uvicorn
+
+        # MLflow's client (learning curves) takes seconds to import: load it while the server starts
+        threading.Thread(target=_warm_mlflow, name="nflab-serve-warm-mlflow", daemon=True).start()
 
         mlflow_ui = os.environ.get(MLFLOW_UI_ENV, "").strip() or None
         application = create_app(settings, store, token=token, mlflow_ui_url=mlflow_ui)
@@ -42,3 +48,8 @@ def serve(
         return EXIT_OK
 
     _guard(body)
+
+
+def _warm_mlflow() -> None:
+    with contextlib.suppress(Exception):  # without MLflow the configuration page reads the run's log
+        import mlflow.tracking  # noqa: F401
