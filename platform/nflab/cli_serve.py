@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Annotated
 
@@ -33,23 +32,13 @@ def serve(
             raise BadInput(str(exc)) from None
         settings = _settings()
         store = _store(settings)
-        import threading
-
         import uvicorn
 
-        # MLflow's client (learning curves) takes seconds to import: load it while the server starts
-        threading.Thread(target=_warm_mlflow, name="nflab-serve-warm-mlflow", daemon=True).start()
-
         mlflow_ui = os.environ.get(MLFLOW_UI_ENV, "").strip() or None
-        application = create_app(settings, store, token=token, mlflow_ui_url=mlflow_ui)
+        application = create_app(settings, store, token=token, mlflow_ui_url=mlflow_ui, warm=True)
         shown = f"[{host}]" if ":" in host else host
         err_console.print(f"nflab serve: http://{shown}:{port}/ (Ctrl-C stops)", highlight=False)
         uvicorn.run(application, host=host, port=port, log_level="warning", server_header=False, proxy_headers=False)
         return EXIT_OK
 
     _guard(body)
-
-
-def _warm_mlflow() -> None:
-    with contextlib.suppress(Exception):  # without MLflow the configuration page reads the run's log
-        import mlflow.tracking  # noqa: F401

@@ -492,3 +492,19 @@ def _all_loaded(browser: Any, images: list[Any]) -> None:
         ok = browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", image)
         assert ok, f"image did not load: {image.get_attribute('src')}"
     assert not [i for i in images if not re.match(r"^http://127\.0\.0\.1:\d+/", i.get_attribute("src") or "")]
+
+
+def test_pages_are_live(served: Served) -> None:
+    """A result recorded after the page was rendered shows on the next request past the marker's 1 s (runs last:
+    it adds a row)."""
+    before = served.client.get("/api/leaderboard?dataset=8gaussians&reference=no").json()
+    assert served.client.get("/leaderboard?dataset=8gaussians").status_code == 200
+    late = served.store.create_campaign("late-campaign", "fp-late", "name: late", status="finished")
+    config = {"dataset": {"name": "8gaussians"}, "model": {"family": "maf"}}
+    ids = served.store.add_runs(late, [{"run_key": "late-r0", "config_hash": "e" * 64, "seed": 0, "config": config}])
+    result = {"split": "test", "metric": "nats", "value": 1.25, "budget": "exact", "kind": "best", "step": 1}
+    served.store.record_result(ids["late-r0"], {"status": "finished", "results": [result]})
+    time.sleep(1.1)
+    after = served.client.get("/api/leaderboard?dataset=8gaussians&reference=no").json()
+    assert len(after) == len(before) + 1 and after[0]["config_hash"] == "e" * 64 and after[0]["mean"] == 1.25
+    assert "late-campaign" in served.client.get("/leaderboard?dataset=8gaussians").text

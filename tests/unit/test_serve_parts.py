@@ -50,3 +50,24 @@ def test_session_value_is_not_the_token() -> None:
     value = session_value("secret-token")
     assert "secret-token" not in value and len(value) == 64 and value == session_value("secret-token")
     assert value != session_value("secret-token2")
+
+
+def test_study_charts_history_and_pareto_front() -> None:
+    from nflab.serve.views import _study_charts
+
+    def trial(n: int, values: list[float] | None, state: str = "complete") -> dict:
+        return {"number": n, "state": state, "values": values}
+
+    shown = {
+        "objectives": ["nats", "<params>"],
+        "directions": ["minimize", "minimize"],
+        "trials": [trial(0, [3.0, 10.0]), trial(1, [2.5, 30.0]), trial(2, [2.9, 5.0]), trial(3, None, "fail")],
+        "best": [trial(1, [2.5, 30.0]), trial(2, [2.9, 5.0])],
+    }
+    charts = _study_charts(shown)
+    assert set(charts) == {"history", "pareto"}
+    pareto = str(charts["pareto"])
+    assert pareto.count('stroke-width="2"') == 2 and "&lt;params&gt;" in pareto  # the front, escaped labels
+    single = _study_charts({**shown, "directions": ["minimize"], "best": shown["best"][:1]})
+    assert set(single) == {"history"}
+    assert _study_charts({**shown, "trials": [trial(0, None, "fail")]}) == {}

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import math
+import threading
 from http.cookies import SimpleCookie
 from importlib.resources import files
 from typing import Any
@@ -34,7 +35,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -43,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nflab.settings import Settings, redact
 from nflab.store import Store
 
-from .views import BadParameter, NotFound, Views
+from .views import LEADERBOARD_PARAMS, BadParameter, NotFound, Views
 
 SESSION_COOKIE = "nflab_session"
 SECURITY_HEADERS = [
@@ -163,9 +164,13 @@ def create_app(
     *,
     token: str | None = None,
     mlflow_ui_url: str | None = None,
+    warm: bool = False,
 ) -> ASGIApp:
-    """The ASGI app over ``store`` (read-only), guarded by ``token`` when one is given."""
+    """The ASGI app over ``store`` (read-only), guarded by ``token`` when one is given; ``warm``: compute the default
+    leaderboard in a background thread right away, so that the first visitor does not wait for it."""
     views = Views(settings, store, mlflow_ui_url=mlflow_ui_url)
+    if warm:
+        threading.Thread(target=views.warm, name="nflab-serve-warm", daemon=True).start()
     templates = _templates()
     context = {"store_url": redact(settings.db_url), "mlflow_ui": views.mlflow_ui_url}
 
@@ -173,13 +178,22 @@ def create_app(
         return templates.TemplateResponse(request, name, {**context, **data}, status_code=status)
 
     def leaderboard_page(request: Request) -> Response:
-        return page(request, "leaderboard.html", views.leaderboard_page(request.query_params))
+        # the rendered page is kept until the store changes: a burst of readers costs one rendering
+        q = views.leaderboard_query(request.query_params)
+        studies = tuple(s["name"] for s in views.studies())
+        key = ("leaderboard.html", *(q[k] for k in LEADERBOARD_PARAMS), studies)
+        body = views.memo(
+            key, q["marker"], lambda: page(request, "leaderboard.html", views.leaderboard_view(q)).body
+        )  # fmt: skip
+        return HTMLResponse(body)
 
     def leaderboard_api(request: Request) -> Response:
         from nflab.leaderboard import to_json
 
         q = views.leaderboard_query(request.query_params)
-        return JSONResponse(to_json(views.leaderboard_rows(q)))
+        key = ("api/leaderboard", *(q[k] for k in LEADERBOARD_PARAMS))
+        body = views.memo(key, q["marker"], lambda: JSONResponse(to_json(views.leaderboard_rows(q))).body)
+        return Response(body, media_type=JSONResponse.media_type)
 
     def facets_api(request: Request) -> Response:
         _no_params(request)

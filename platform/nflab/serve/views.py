@@ -72,28 +72,69 @@ class _Entry:
 class Views:
     """The data of every page over one store (thread-safe: the app calls it from a thread pool)."""
 
-    def __init__(self, settings: Settings, store: Store, *, mlflow_ui_url: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, *, mlflow_ui_url: str | None = None, marker_ttl: float = 1.0
+    ) -> None:
         self.settings = settings
         self.store = store
         self.mlflow_ui_url = _http_url(mlflow_ui_url)
+        self.marker_ttl = marker_ttl
         self._lock = threading.Lock()
         self._cache: OrderedDict[Any, _Entry] = OrderedDict()
         self._studies: tuple[float, list[dict[str, Any]]] | None = None
+        self._marker: tuple[float, Any] | None = None
+        self._computing: dict[Any, threading.Lock] = {}
 
     # -- memoisation -----------------------------------------------------------------------------------------
 
-    def _memo(self, key: Any, marker: Any, compute: Callable[[], Any], *, size: int = 64) -> Any:
+    def marker(self) -> Any:
+        """The store's change marker, read at most once per ``marker_ttl`` seconds (so a burst of requests costs
+        one read; a change shows within that time)."""
+        now = time.monotonic()
+        cached = self._marker
+        if cached is not None and now - cached[0] < self.marker_ttl:
+            return cached[1]
+        value = self.store.change_marker()
+        self._marker = (now, value)
+        return value
+
+    def warm(self) -> None:
+        """Compute the default leaderboard once and load MLflow's client (seconds to import; the learning curves
+        need it): the server calls this in the background while it starts. Failures are left to the requests."""
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            self.leaderboard_page({})
+        with contextlib.suppress(Exception):
+            import mlflow.tracking  # noqa: F401
+
+    def memo(self, key: Any, marker: Any, compute: Callable[[], Any], *, size: int = 64) -> Any:
+        """``compute()``, kept under ``key`` until ``marker`` changes (least recently used out past ``size``). One
+        thread computes a key at a time: readers arriving meanwhile wait for its value instead of computing it too."""
+
+        def cached() -> Any:
+            with self._lock:
+                entry = self._cache.get(key)
+                if entry is not None and entry.marker == marker:
+                    self._cache.move_to_end(key)
+                    return entry
+            return None
+
+        entry = cached()
+        if entry is not None:
+            return entry.value
         with self._lock:
-            entry = self._cache.get(key)
-            if entry is not None and entry.marker == marker:
-                self._cache.move_to_end(key)
+            computing = self._computing.setdefault(key, threading.Lock())
+        with computing:
+            entry = cached()
+            if entry is not None:
                 return entry.value
-        value = compute()
-        with self._lock:
-            self._cache[key] = _Entry(marker, value)
-            self._cache.move_to_end(key)
-            while len(self._cache) > size:
-                self._cache.popitem(last=False)
+            value = compute()
+            with self._lock:
+                self._cache[key] = _Entry(marker, value)
+                self._cache.move_to_end(key)
+                while len(self._cache) > size:
+                    self._cache.popitem(last=False)
         return value
 
     def studies(self) -> list[dict[str, Any]]:
@@ -113,7 +154,7 @@ class Views:
     def facets(self, marker: Any | None = None) -> dict[str, Any]:
         """The choices of the leaderboard's filters: datasets (with their metrics), families, campaigns, studies,
         selections, sort keys."""
-        marker = self.store.change_marker() if marker is None else marker
+        marker = self.marker() if marker is None else marker
 
         def compute() -> dict[str, Any]:
             import nflab.flows as flows
@@ -129,7 +170,7 @@ class Views:
                 "campaigns": runs["campaigns"],
             }
 
-        out = dict(self._memo(("facets",), marker, compute))
+        out = dict(self.memo(("facets",), marker, compute))
         out["studies"] = [s["name"] for s in self.studies()]
         out["selections"] = list(lb.SELECTIONS)
         out["sorts"] = list(SORTS)
@@ -140,7 +181,7 @@ class Views:
         unknown = sorted(set(params) - set(LEADERBOARD_PARAMS) - {"token"})
         if unknown:
             raise BadParameter(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(LEADERBOARD_PARAMS)}")
-        marker = self.store.change_marker()
+        marker = self.marker()
         facets = self.facets(marker)
         q: dict[str, Any] = {k: (params.get(k) or None) for k in LEADERBOARD_PARAMS}
         q["select"] = q["select"] or "best"
@@ -192,7 +233,7 @@ class Views:
                 include_reference=q["reference"] == "yes",
             )
 
-        rows: list[lb.Row] = self._memo(key, q["marker"], compute)
+        rows: list[lb.Row] = self.memo(key, q["marker"], compute)
         if q["family"] is not None:
             rows = [r for r in rows if r.family == q["family"]]
         campaigns: set[str] = set()
@@ -215,7 +256,10 @@ class Views:
 
     def leaderboard_page(self, params: Mapping[str, str]) -> dict[str, Any]:
         """Everything the leaderboard page shows: the query, the filter choices, the rows by section."""
-        q = self.leaderboard_query(params)
+        return self.leaderboard_view(self.leaderboard_query(params))
+
+    def leaderboard_view(self, q: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`leaderboard_page` for a query already checked by :meth:`leaderboard_query`."""
         rows = self.leaderboard_rows(q)
         by_section = []
         for members in lb.sections(rows).values():
@@ -262,7 +306,7 @@ class Views:
                         break
             return out
 
-        return self._memo(key, q["marker"], compute)
+        return self.memo(key, q["marker"], compute)
 
     def _row_view(self, row: lb.Row) -> dict[str, Any]:
         return {
@@ -290,7 +334,7 @@ class Views:
         config = newest["config"] or {}
         family, dataset = newest.get("family"), newest.get("dataset")
         options = _option_rows(config)
-        marker = self.store.change_marker()
+        marker = self.marker()
         q = {"dataset": dataset, "metric": None, "select": "best", "reference": "no", "marker": marker}
         q.update({"family": None, "campaign": None, "study": None, "sort": "rank", "order": "asc"})
         rows = [r for r in self.leaderboard_rows(q) if r.config_hash == config_hash] if dataset else []
