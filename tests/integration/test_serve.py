@@ -446,7 +446,8 @@ def test_real_browser(served: Served, server: str, tmp_path: Path) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -468,14 +469,25 @@ def test_real_browser(served: Served, server: str, tmp_path: Path) -> None:
         browser.save_screenshot(str(artifacts / "leaderboard.png"))
 
         Select(browser.find_element(By.ID, "filter-dataset")).select_by_visible_text("8gaussians")
+        old = browser.find_element(By.TAG_NAME, "html")
         browser.find_element(By.ID, "apply").click()
-        assert "dataset=8gaussians" in browser.current_url
+        wait = WebDriverWait(browser, 60)
+        wait.until(expected_conditions.staleness_of(old))
+        wait.until(
+            lambda d: (
+                "dataset=8gaussians" in d.current_url and d.execute_script("return document.readyState") == "complete"
+            )
+        )
         shown = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tr.row")
         assert shown and {r.get_attribute("data-dataset") for r in shown} == {"8gaussians"}
         assert len(shown) == len(served.client.get("/api/leaderboard?dataset=8gaussians").json())
 
+        old = browser.find_element(By.TAG_NAME, "html")
         browser.find_element(By.CSS_SELECTOR, "a.config-link").click()
-        assert "/configs/" in browser.current_url
+        wait.until(expected_conditions.staleness_of(old))
+        wait.until(
+            lambda d: "/configs/" in d.current_url and d.execute_script("return document.readyState") == "complete"
+        )
         assert browser.find_element(By.ID, "config-title").text
         assert browser.find_elements(By.CSS_SELECTOR, "#curve-train_loss svg")
         images = browser.find_elements(By.CSS_SELECTOR, "img.plot")
