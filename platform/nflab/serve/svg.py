@@ -13,8 +13,8 @@ from html import escape
 from markupsafe import Markup
 
 PALETTE = ("#2f6fb0", "#d9622b", "#3a9a5b", "#8a4fb8", "#b8860b", "#c23b5a", "#4a8c9e", "#6b6b6b")
-WIDTH, HEIGHT = 520, 240
-LEFT, RIGHT, TOP, BOTTOM = 62, 12, 26, 34
+WIDTH, HEIGHT = 520, 250
+LEFT, RIGHT, TOP, BOTTOM = 62, 12, 38, 34
 
 Point = tuple[float, float]
 
@@ -73,7 +73,7 @@ class _Frame:
             f'<text class="label" x="{(LEFT + right) / 2:.0f}" y="{HEIGHT - 4}" text-anchor="middle">'
             f"{escape(x_label)}</text>"
         )
-        parts.append(f'<text class="label" x="{LEFT}" y="{TOP - 10}">{escape(y_label)}</text>')
+        parts.append(f'<text class="label" x="{LEFT}" y="{TOP - 8}">{escape(y_label)}</text>')
         return parts
 
 
@@ -91,8 +91,8 @@ def _legend(labels: Sequence[str]) -> list[str]:
     x = LEFT + 8
     for i, label in enumerate(labels[:8]):
         colour = PALETTE[i % len(PALETTE)]
-        parts.append(f'<rect x="{x}" y="{TOP - 20}" width="10" height="3" fill="{colour}"/>')
-        parts.append(f'<text class="legend" x="{x + 13}" y="{TOP - 16}">{escape(label[:24])}</text>')
+        parts.append(f'<rect x="{x}" y="7" width="10" height="3" fill="{colour}"/>')
+        parts.append(f'<text class="legend" x="{x + 13}" y="12">{escape(label[:24])}</text>')
         x += 16 + 6.2 * min(len(label), 24)
     return parts
 
