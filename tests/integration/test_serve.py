@@ -507,7 +507,7 @@ def _all_loaded(browser: Any, images: list[Any]) -> None:
 
 
 def test_pages_are_live(served: Served) -> None:
-    """A result recorded after the page was rendered shows on the next request past the marker's 1 s (runs last:
+    """A result recorded after the page was rendered shows within seconds, with no regeneration step (runs last:
     it adds a row)."""
     before = served.client.get("/api/leaderboard?dataset=8gaussians&reference=no").json()
     assert served.client.get("/leaderboard?dataset=8gaussians").status_code == 200
@@ -516,7 +516,13 @@ def test_pages_are_live(served: Served) -> None:
     ids = served.store.add_runs(late, [{"run_key": "late-r0", "config_hash": "e" * 64, "seed": 0, "config": config}])
     result = {"split": "test", "metric": "nats", "value": 1.25, "budget": "exact", "kind": "best", "step": 1}
     served.store.record_result(ids["late-r0"], {"status": "finished", "results": [result]})
-    time.sleep(1.1)
-    after = served.client.get("/api/leaderboard?dataset=8gaussians&reference=no").json()
+    # the first request after the change may get the previous value while the new one is computed
+    deadline = time.monotonic() + 30
+    while True:
+        after = served.client.get("/api/leaderboard?dataset=8gaussians&reference=no").json()
+        page = served.client.get("/leaderboard?dataset=8gaussians").text
+        if (len(after) > len(before) and "late-campaign" in page) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     assert len(after) == len(before) + 1 and after[0]["config_hash"] == "e" * 64 and after[0]["mean"] == 1.25
-    assert "late-campaign" in served.client.get("/leaderboard?dataset=8gaussians").text
+    assert "late-campaign" in page

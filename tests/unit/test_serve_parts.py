@@ -71,3 +71,30 @@ def test_study_charts_history_and_pareto_front() -> None:
     single = _study_charts({**shown, "directions": ["minimize"], "best": shown["best"][:1]})
     assert set(single) == {"history"}
     assert _study_charts({**shown, "trials": [trial(0, None, "fail")]}) == {}
+
+
+def test_memo_recomputes_when_the_marker_moves_and_can_serve_the_old_value_meanwhile() -> None:
+    import threading
+
+    from nflab.serve.views import Views
+
+    views = Views(None, None)  # type: ignore[arg-type]  # memo needs neither settings nor a store
+    assert views.memo("k", 1, lambda: "a") == "a"
+    assert views.memo("k", 1, lambda: "b") == "a"  # same marker: kept
+    assert views.memo("k", 2, lambda: "c") == "c"  # moved: recomputed, the caller waits
+    release, started = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(10)
+        return "d"
+
+    assert views.memo("k", 3, slow, stale_ok=True) == "c"  # the old value at once, "d" computed in the background
+    assert started.wait(10)
+    assert views.memo("k", 3, lambda: "x", stale_ok=True) == "c"  # still computing: no second computation
+    release.set()
+    for _ in range(100):
+        if views.memo("k", 3, lambda: "y", stale_ok=True) == "d":
+            break
+        threading.Event().wait(0.05)
+    assert views.memo("k", 3, lambda: "z") == "d"

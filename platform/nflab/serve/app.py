@@ -183,7 +183,7 @@ def create_app(
         studies = tuple(s["name"] for s in views.studies())
         key = ("leaderboard.html", *(q[k] for k in LEADERBOARD_PARAMS), studies)
         body = views.memo(
-            key, q["marker"], lambda: page(request, "leaderboard.html", views.leaderboard_view(q)).body
+            key, q["marker"], lambda: page(request, "leaderboard.html", views.leaderboard_view(q)).body, stale_ok=True
         )  # fmt: skip
         return HTMLResponse(body)
 
@@ -192,7 +192,9 @@ def create_app(
 
         q = views.leaderboard_query(request.query_params)
         key = ("api/leaderboard", *(q[k] for k in LEADERBOARD_PARAMS))
-        body = views.memo(key, q["marker"], lambda: JSONResponse(to_json(views.leaderboard_rows(q))).body)
+        body = views.memo(
+            key, q["marker"], lambda: JSONResponse(to_json(views.leaderboard_rows(q))).body, stale_ok=True
+        )  # fmt: skip
         return Response(body, media_type=JSONResponse.media_type)
 
     def facets_api(request: Request) -> Response:

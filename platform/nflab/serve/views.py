@@ -108,34 +108,57 @@ class Views:
         with contextlib.suppress(Exception):
             import mlflow.tracking  # noqa: F401
 
-    def memo(self, key: Any, marker: Any, compute: Callable[[], Any], *, size: int = 64) -> Any:
+    def memo(self, key: Any, marker: Any, compute: Callable[[], Any], *, size: int = 64, stale_ok: bool = False) -> Any:
         """``compute()``, kept under ``key`` until ``marker`` changes (least recently used out past ``size``). One
-        thread computes a key at a time: readers arriving meanwhile wait for its value instead of computing it too."""
+        thread computes a key at a time: readers arriving meanwhile wait for its value instead of computing it too.
 
-        def cached() -> Any:
+        ``stale_ok``: when the store changed and a value for an older marker is at hand, return that at once and
+        recompute in a background thread (readers never wait for a recomputation that a live campaign triggers with
+        every recorded run; the next request after it sees the new value). Only for the outermost memo of a request:
+        a value computed in the background must itself be fresh."""
+
+        def cached(*, any_marker: bool = False) -> _Entry | None:
             with self._lock:
                 entry = self._cache.get(key)
-                if entry is not None and entry.marker == marker:
+                if entry is not None and (any_marker or entry.marker == marker):
                     self._cache.move_to_end(key)
                     return entry
             return None
 
-        entry = cached()
-        if entry is not None:
+        entry = cached(any_marker=stale_ok)
+        if entry is not None and entry.marker == marker:
             return entry.value
         with self._lock:
             computing = self._computing.setdefault(key, threading.Lock())
+        if entry is not None:  # stale_ok and an older value
+            if computing.acquire(blocking=False):
+                refresh = threading.Thread(
+                    target=self._refresh, args=(key, marker, compute, computing, size), daemon=True
+                )
+                refresh.start()
+            return entry.value
         with computing:
             entry = cached()
             if entry is not None:
                 return entry.value
             value = compute()
-            with self._lock:
-                self._cache[key] = _Entry(marker, value)
-                self._cache.move_to_end(key)
-                while len(self._cache) > size:
-                    self._cache.popitem(last=False)
+            self._put(key, marker, value, size)
         return value
+
+    def _put(self, key: Any, marker: Any, value: Any, size: int) -> None:
+        with self._lock:
+            self._cache[key] = _Entry(marker, value)
+            self._cache.move_to_end(key)
+            while len(self._cache) > size:
+                self._cache.popitem(last=False)
+
+    def _refresh(self, key: Any, marker: Any, compute: Callable[[], Any], computing: threading.Lock, size: int) -> None:
+        try:
+            self._put(key, marker, compute(), size)
+        except Exception:  # the next request computes it again (and reports what fails)
+            pass
+        finally:
+            computing.release()
 
     def studies(self) -> list[dict[str, Any]]:
         """Every study in the Optuna storage (re-read at most every 5 s)."""
