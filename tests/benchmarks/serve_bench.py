@@ -4,9 +4,11 @@ Fills a store with ``--campaigns`` × ``--runs`` finished runs × 10 results (``
 100,000 result rows by default) on SQLite, or PostgreSQL with ``--pg`` (a throwaway local server from Debian's
 binaries, tests/pg.py) or ``--pg-url``; starts ``nflab serve`` as a subprocess on 127.0.0.1 and a free port; then
 per URL: the first (cold) request alone, then ``--requests`` requests from ``--clients`` concurrent clients
-(threads, one keep-alive connection each): median and 90th percentile latency, requests/s.
+(threads, one keep-alive connection each): median and 90th percentile latency, requests/s. ``--writes-per-s R``
+repeats the load while another thread records R new finished runs per second (a live campaign): every write moves
+the store's change marker, so the leaderboard is recomputed in the background while the readers go on.
 
-    python tests/benchmarks/serve_bench.py [--pg] [--clients 8] [--requests 200]
+    python tests/benchmarks/serve_bench.py [--pg] [--clients 8] [--requests 200] [--writes-per-s 1] [--home DIR]
 """
 
 from __future__ import annotations
@@ -85,16 +87,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--pg", action="store_true", help="a throwaway local PostgreSQL server (tests/pg.py)")
     parser.add_argument("--pg-url", default=None, help="an existing empty PostgreSQL database")
+    parser.add_argument("--writes-per-s", type=float, default=0.0, help="also measure with a writer this busy")
+    parser.add_argument("--home", type=Path, default=None, help="keep the SQLite store here (reused when present)")
     args = parser.parse_args()
     with ExitStack() as stack:
-        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nfserve-")))
+        home = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nfserve-")))
+        home.mkdir(parents=True, exist_ok=True)
         url = args.pg_url or f"sqlite:///{home / 'nflab.db'}"
         if args.pg:
             from tests.pg import postgres_server
 
             url = stack.enter_context(postgres_server()).create_database()
         start = time.perf_counter()
-        fill_store(url, args.campaigns, args.runs)
+        if not (url.startswith("sqlite") and (home / "nflab.db").exists()):
+            fill_store(url, args.campaigns, args.runs)
         out: dict[str, Any] = {
             "store": url.split(":", 1)[0],
             "runs": args.campaigns * args.runs,
@@ -124,7 +130,35 @@ def main() -> None:
             conn.close()
             out[path] = {"cold_ms": round(1000 * cold, 1), **_load(port, path, args.clients, args.requests)}
             print(json.dumps({path: out[path]}), flush=True)
+        if args.writes_per_s > 0:
+            stop = threading.Event()
+            writer = threading.Thread(target=_writer, args=(url, args.writes_per_s, stop, out), daemon=True)
+            writer.start()
+            for path in URLS[:2]:
+                key = f"{path} while writing"
+                out[key] = _load(port, path, args.clients, args.requests)
+                print(json.dumps({key: out[key]}), flush=True)
+            stop.set()
+            writer.join()
     print(json.dumps(out), flush=True)
+
+
+def _writer(url: str, rate: float, stop: threading.Event, out: dict[str, Any]) -> None:
+    """A live campaign: one new finished run with a result every 1/rate seconds."""
+    from nflab.store import Store
+
+    with Store(url) as store:
+        cid = store.create_campaign("live", "fp-live", "name: live", status="running")
+        n = 0
+        while not stop.is_set():
+            spec = {"run_key": f"live-{n:05d}", "config_hash": f"{n % 7:064x}", "seed": n, "repeat": 0,
+                    "config": {"dataset": {"name": "moons"}, "model": {"family": "maf"}}}  # fmt: skip
+            rid = store.add_runs(cid, [spec])[spec["run_key"]]
+            result = {"split": "test", "metric": "nats", "value": 1.0 + n / 1000, "budget": "exact", "kind": "best"}
+            store.record_result(rid, {"status": "finished", "results": [result]})
+            n += 1
+            stop.wait(1.0 / rate)
+        out["writes"] = n
 
 
 if __name__ == "__main__":
