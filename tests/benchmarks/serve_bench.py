@@ -51,14 +51,21 @@ def _get(conn: http.client.HTTPConnection, url: str) -> float:
     return time.perf_counter() - start
 
 
-def _load(port: int, url: str, clients: int, requests: int) -> dict[str, Any]:
+def _load(port: int, url: str, clients: int, requests: int, seconds: float = 0.0) -> dict[str, Any]:
+    """``requests`` in all from ``clients`` threads, or (``seconds`` > 0) as many as they make in that time."""
     per_client = max(1, requests // clients)
     latencies: list[float] = []
     lock = threading.Lock()
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        mine = [_get(conn, url) for _ in range(per_client)]
+        if seconds > 0:
+            deadline = time.perf_counter() + seconds
+            mine = []
+            while time.perf_counter() < deadline:
+                mine.append(_get(conn, url))
+        else:
+            mine = [_get(conn, url) for _ in range(per_client)]
         conn.close()
         with lock:
             latencies.extend(mine)
@@ -131,19 +138,20 @@ def main() -> None:
             out[path] = {"cold_ms": round(1000 * cold, 1), **_load(port, path, args.clients, args.requests)}
             print(json.dumps({path: out[path]}), flush=True)
         if args.writes_per_s > 0:
-            stop = threading.Event()
-            writer = threading.Thread(target=_writer, args=(url, args.writes_per_s, stop, out), daemon=True)
+            stop, ready = threading.Event(), threading.Event()
+            writer = threading.Thread(target=_writer, args=(url, args.writes_per_s, stop, ready, out), daemon=True)
             writer.start()
+            ready.wait(120)
             for path in URLS[:2]:
                 key = f"{path} while writing"
-                out[key] = _load(port, path, args.clients, args.requests)
+                out[key] = _load(port, path, args.clients, 0, seconds=20.0)
                 print(json.dumps({key: out[key]}), flush=True)
             stop.set()
             writer.join()
     print(json.dumps(out), flush=True)
 
 
-def _writer(url: str, rate: float, stop: threading.Event, out: dict[str, Any]) -> None:
+def _writer(url: str, rate: float, stop: threading.Event, ready: threading.Event, out: dict[str, Any]) -> None:
     """A live campaign: one new finished run with a result every 1/rate seconds."""
     from nflab.store import Store
 
@@ -157,6 +165,7 @@ def _writer(url: str, rate: float, stop: threading.Event, out: dict[str, Any]) -
             result = {"split": "test", "metric": "nats", "value": 1.0 + n / 1000, "budget": "exact", "kind": "best"}
             store.record_result(rid, {"status": "finished", "results": [result]})
             n += 1
+            ready.set()
             stop.wait(1.0 / rate)
         out["writes"] = n
 

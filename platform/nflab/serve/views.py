@@ -496,7 +496,10 @@ class Views:
     # -- campaigns -------------------------------------------------------------------------------------------
 
     def campaigns(self, limit: int = 200) -> dict[str, Any]:
-        """Every campaign (newest first) with its run counts and progress; ``refresh`` while any is active."""
+        """Every campaign (newest first) with its run counts and progress; ``refresh`` while any is active.
+
+        Statuses are the stored ones: the web app only reads, so it does not ask submitted campaigns' drivers how
+        they are (``nflab status`` does, and records a driver that died)."""
         items = [_campaign_view(c) for c in self.store.list_campaigns(limit=limit)]
         return {"campaigns": items, "refresh": any(c["active"] for c in items)}
 
