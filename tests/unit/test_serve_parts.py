@@ -78,7 +78,7 @@ def test_memo_recomputes_when_the_marker_moves_and_can_serve_the_old_value_meanw
 
     from nflab.serve.views import Views
 
-    views = Views(None, None)  # type: ignore[arg-type]  # memo needs neither settings nor a store
+    views = Views(None, None, min_refresh_s=0.0)  # type: ignore[arg-type]  # memo needs no settings, no store
     assert views.memo("k", 1, lambda: "a") == "a"
     assert views.memo("k", 1, lambda: "b") == "a"  # same marker: kept
     assert views.memo("k", 2, lambda: "c") == "c"  # moved: recomputed, the caller waits
@@ -98,3 +98,13 @@ def test_memo_recomputes_when_the_marker_moves_and_can_serve_the_old_value_meanw
             break
         threading.Event().wait(0.05)
     assert views.memo("k", 3, lambda: "z") == "d"
+
+
+def test_memo_does_not_recompute_a_stale_value_more_often_than_allowed() -> None:
+    from nflab.serve.views import Views
+
+    views = Views(None, None, min_refresh_s=60.0)  # type: ignore[arg-type]
+    assert views.memo("k", 1, lambda: "a") == "a"
+    assert views.memo("k", 2, lambda: "b", stale_ok=True) == "a"  # computed a moment ago: not yet again
+    assert views.memo("k", 3, lambda: "c", stale_ok=True) == "a"
+    assert views.memo("k", 3, lambda: "d") == "d"  # a caller that cannot take an old value gets a fresh one

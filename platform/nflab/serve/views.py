@@ -67,18 +67,27 @@ def repro_history(store: Store, config_hash: str) -> list[dict[str, Any]]:
 class _Entry:
     marker: Any
     value: Any
+    at: float = 0.0  # when it was computed (time.monotonic)
+    cost: float = 0.0  # how long that took (s)
 
 
 class Views:
     """The data of every page over one store (thread-safe: the app calls it from a thread pool)."""
 
     def __init__(
-        self, settings: Settings, store: Store, *, mlflow_ui_url: str | None = None, marker_ttl: float = 1.0
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        mlflow_ui_url: str | None = None,
+        marker_ttl: float = 1.0,
+        min_refresh_s: float = 2.0,
     ) -> None:
         self.settings = settings
         self.store = store
         self.mlflow_ui_url = _http_url(mlflow_ui_url)
         self.marker_ttl = marker_ttl
+        self.min_refresh_s = min_refresh_s
         self._lock = threading.Lock()
         self._cache: OrderedDict[Any, _Entry] = OrderedDict()
         self._studies: tuple[float, list[dict[str, Any]]] | None = None
@@ -114,8 +123,10 @@ class Views:
 
         ``stale_ok``: when the store changed and a value for an older marker is at hand, return that at once and
         recompute in a background thread (readers never wait for a recomputation that a live campaign triggers with
-        every recorded run; the next request after it sees the new value). Only for the outermost memo of a request:
-        a value computed in the background must itself be fresh."""
+        every recorded run; the next request after it sees the new value). A value is recomputed this way at most
+        once per ``max(min_refresh_s, 2 × its last cost)``, so that a store changing every second cannot keep the
+        server busy recomputing. Only for the outermost memo of a request: a value computed in the background must
+        itself be fresh."""
 
         def cached(*, any_marker: bool = False) -> _Entry | None:
             with self._lock:
@@ -131,7 +142,8 @@ class Views:
         with self._lock:
             computing = self._computing.setdefault(key, threading.Lock())
         if entry is not None:  # stale_ok and an older value
-            if computing.acquire(blocking=False):
+            due = time.monotonic() - entry.at >= max(self.min_refresh_s, 2 * entry.cost)
+            if due and computing.acquire(blocking=False):
                 refresh = threading.Thread(
                     target=self._refresh, args=(key, marker, compute, computing, size), daemon=True
                 )
@@ -141,20 +153,23 @@ class Views:
             entry = cached()
             if entry is not None:
                 return entry.value
+            start = time.monotonic()
             value = compute()
-            self._put(key, marker, value, size)
+            self._put(key, marker, value, size, start)
         return value
 
-    def _put(self, key: Any, marker: Any, value: Any, size: int) -> None:
+    def _put(self, key: Any, marker: Any, value: Any, size: int, start: float) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._cache[key] = _Entry(marker, value)
+            self._cache[key] = _Entry(marker, value, now, now - start)
             self._cache.move_to_end(key)
             while len(self._cache) > size:
                 self._cache.popitem(last=False)
 
     def _refresh(self, key: Any, marker: Any, compute: Callable[[], Any], computing: threading.Lock, size: int) -> None:
         try:
-            self._put(key, marker, compute(), size)
+            start = time.monotonic()
+            self._put(key, marker, compute(), size, start)
         except Exception:  # the next request computes it again (and reports what fails)
             pass
         finally:
