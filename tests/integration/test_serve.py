@@ -265,7 +265,7 @@ def test_study_pages(served: Served) -> None:
     data = served.client.get(f"/api/studies/{served.study}").json()
     assert len(data["trials"]) == 2 and {t["state"] for t in data["trials"]} == {"complete"}
     assert data["best"] and "history" in data["charts"]
-    assert all(t["config_href"] for t in data["trials"])
+    assert all(t["config_href"] for t in [*data["trials"], *data["best"]])
     page = served.client.get(f"/studies/{served.study}").text
     assert 'id="study-history"' in page
     for plot in data["plots"]:

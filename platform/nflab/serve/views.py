@@ -566,7 +566,7 @@ class Views:
         plots = [p.rsplit("/", 1)[-1] for p in shown.pop("plots")]
         shown["plots"] = [f"/studies/{quote(name, safe='')}/plots/{quote(p)}" for p in plots if _FILE.match(p)]
         shown["charts"] = _study_charts(shown)
-        for trial in shown["trials"]:
+        for trial in [*shown["trials"], *shown["best"]]:
             trial["config_href"] = self._config_href(trial.get("run_id"))
         return shown
 
