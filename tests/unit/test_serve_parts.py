@@ -108,3 +108,11 @@ def test_memo_does_not_recompute_a_stale_value_more_often_than_allowed() -> None
     assert views.memo("k", 2, lambda: "b", stale_ok=True) == "a"  # computed a moment ago: not yet again
     assert views.memo("k", 3, lambda: "c", stale_ok=True) == "a"
     assert views.memo("k", 3, lambda: "d") == "d"  # a caller that cannot take an old value gets a fresh one
+
+
+def test_whole_number_axes_get_whole_number_ticks() -> None:
+    import re
+
+    chart = str(line_chart("loss", [("a", [(0, 1.0), (5, 0.8), (10, 0.7), (30, 0.5)])]))
+    ticks = re.findall(r'text-anchor="middle">([^<]*)</text>', chart)[:-1]  # the last one is the axis label
+    assert ticks and all(t.lstrip("-").isdigit() for t in ticks)

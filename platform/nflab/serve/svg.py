@@ -26,6 +26,8 @@ def _finite(points: Sequence[Point]) -> list[Point]:
 def _tick(value: float) -> str:
     if value == 0:
         return "0"
+    if value.is_integer() and abs(value) < 1e7:
+        return str(int(value))
     magnitude = abs(value)
     if magnitude >= 1e5 or magnitude < 1e-3:
         return f"{value:.2e}"
@@ -47,6 +49,14 @@ class _Frame:
     def __init__(self, xs: Sequence[float], ys: Sequence[float]) -> None:
         self.x0, self.x1 = _bounds(xs)
         self.y0, self.y1 = _bounds(ys)
+        self.integer_x = all(float(x).is_integer() for x in xs)  # steps, trial numbers: ticks on whole numbers
+
+    def x_ticks(self) -> list[float]:
+        if not self.integer_x:
+            return [self.x0 + (self.x1 - self.x0) * i / 4 for i in range(5)]
+        step = max(1, math.ceil((self.x1 - self.x0) / 5))
+        first = math.ceil(self.x0 / step) * step
+        return [float(x) for x in range(first, math.floor(self.x1) + 1, step)]
 
     def px(self, x: float) -> float:
         return LEFT + (x - self.x0) / (self.x1 - self.x0) * (WIDTH - LEFT - RIGHT)
@@ -65,8 +75,7 @@ class _Frame:
             py = self.py(y)
             parts.append(f'<line class="grid" x1="{LEFT}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}"/>')
             parts.append(f'<text class="tick" x="{LEFT - 4}" y="{py + 3:.1f}" text-anchor="end">{_tick(y)}</text>')
-        for i in range(5):
-            x = self.x0 + (self.x1 - self.x0) * i / 4
+        for x in self.x_ticks():
             px = self.px(x)
             parts.append(f'<text class="tick" x="{px:.1f}" y="{bottom + 13}" text-anchor="middle">{_tick(x)}</text>')
         parts.append(
