@@ -47,6 +47,8 @@ def from_validation_error(exc: ValidationError, data: Any, root: type[BaseModel]
         return Invalid(full, f"{value!r} is not a finite number")
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
         return Invalid(full, f"{value!r} is not a valid name: use only letters, digits, '_', '.' and '-'")
+    if kind == "value_error" and "error" in ctx:  # a section's own rule across its fields: its message says it all
+        return Invalid(full, str(ctx["error"]))
     if annotation is not None:
         return Invalid(full, f"{value!r} is not {describe(annotation)}")
     return Invalid(full, f"{value!r}: {err['msg']}")

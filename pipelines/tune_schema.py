@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2", "grid")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
@@ -31,11 +31,24 @@ class ObjectiveSpec(_Section):
     direction: Literal["minimize", "maximize"] = "minimize"
 
 
+#: the samplers that start with random trials before their model takes over (Optuna's ``n_startup_trials``)
+MODEL_SAMPLERS = ("tpe", "cmaes", "gp")
+
+
 class SamplerSpec(_Section):
-    """Optuna sampler ``kind``, seeded in the driver (reproducible with ``parallel: 1``)."""
+    """Optuna sampler ``kind``, seeded in the driver (reproducible with ``parallel: 1``); ``startup_trials``: the
+    random trials a model-based sampler (tpe, cmaes, gp) draws before its model proposes (None: Optuna's default,
+    10 for TPE — a study of fewer trials than that is a random search)."""
 
     kind: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = 0
+    startup_trials: Annotated[int, Field(ge=1, le=10**6)] | None = None
+
+    @model_validator(mode="after")
+    def _startup_needs_a_model(self) -> SamplerSpec:
+        if self.startup_trials is not None and self.kind not in MODEL_SAMPLERS:
+            raise ValueError(f"startup_trials applies to the samplers {', '.join(MODEL_SAMPLERS)}, not {self.kind!r}")
+        return self
 
 
 class PrunerSpec(_Section):

@@ -333,6 +333,9 @@ def leaderboard(
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML page here")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     reference: Annotated[bool, typer.Option(help="include the published numbers as reference rows")] = True,
+    study: Annotated[
+        str | None, typer.Option(help="rank this tuning study's trials (left out of the leaderboard otherwise)")
+    ] = None,
 ) -> None:
     """Mean ± std over seeds per configuration, ranked only against numbers of the same kind, with budgets,
     paired differences and the papers' numbers as reference rows."""
@@ -351,6 +354,11 @@ def leaderboard(
             )
         settings = _settings()
         store = _store(settings)
+        if study is not None:
+            studies = [row["name"] for row in store.list_study_rows()]
+            if study not in studies:
+                known = ", ".join(studies) or "none"
+                raise BadInput(f"--study: {study!r} is not a study in the store; studies: {known}")
         if metric is not None:
             known = lb.known_metrics(store, dataset=dataset, include_reference=reference)
             if metric not in known:
@@ -367,6 +375,7 @@ def leaderboard(
             estimator=estimator,
             group_by=group_by,
             versus=versus,
+            study=study,
         )
         if html is not None:
             lb.write_html(rows, html, images=_density_images(store, rows, Path(settings.storage)), group_by=group_by)

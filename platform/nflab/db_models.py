@@ -180,6 +180,32 @@ class Checkpoint(Base):
     created_at: Mapped[datetime]
 
 
+STUDY_STATUSES = ("running", "finished", "interrupted")
+
+
+class Study(Base):
+    """A tuning study's summary (the study itself lives in Optuna's storage): its campaign of trial runs, objectives
+    and directions, trial counts by state, and the best trial(s) — the best feasible trial for one objective, the
+    feasible Pareto front for several — as ``[{number, values, params, run_id, run_key}]``."""
+
+    __tablename__ = "nflab_studies"
+    __table_args__ = (CheckConstraint(f"status IN {STUDY_STATUSES!r}", name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("nflab_campaigns.id"), unique=True)
+    objectives: Mapped[list[str]] = mapped_column(JSON)
+    directions: Mapped[list[str]] = mapped_column(JSON)
+    sampler: Mapped[str] = mapped_column(String(30))
+    pruner: Mapped[str] = mapped_column(String(30))
+    n_trials: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    counts: Mapped[dict[str, Any]]
+    best: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
 class Schedule(Base):
     """A recurring reproducibility run of a pipeline at a pinned code version."""
 

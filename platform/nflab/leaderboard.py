@@ -192,8 +192,10 @@ def _budget(member: Mapping[str, Any], test_size: int | None) -> Budget:
     )
 
 
-def _ours(store: Store, dataset: str | None, metric: str | None, split: str, kind: str) -> list[Row]:
-    rows = store.result_rows(metric=None, split=split, kind=kind, dataset=dataset)
+def _ours(
+    store: Store, dataset: str | None, metric: str | None, split: str, kind: str, study: str | None = None
+) -> list[Row]:
+    rows = store.result_rows(metric=None, split=split, kind=kind, dataset=dataset, study=study)
     per_run = _one_value_per_run(
         r for r in rows if metric is None or r["metric"] == metric or r["metric"] in CERTIFICATES
     )
@@ -363,8 +365,12 @@ def leaderboard(
     estimator: str | None = None,
     group_by: str | None = None,
     versus: str | None = None,
+    study: str | None = None,
 ) -> list[Row]:
     """Ranked rows (module docstring), sorted by dataset, metric, levels, quantity (and budget), then rank.
+
+    A tuning study's trials (one seed each) are not ranked unless ``study`` names the study: then its trials are
+    the rows of ours (``nflab tune promote`` turns the best into a campaign of seeds that is ranked as usual).
 
     ``metric`` None: each dataset's default metric. ``steps``/``preset``/``estimator`` keep only rows with that
     budget; ``group_by="budget"`` ranks each (steps, preset) apart; ``versus`` names the family (or label) every
@@ -372,7 +378,7 @@ def leaderboard(
     """
     if group_by not in (None, "budget"):
         raise ValueError(f"group_by: {group_by!r} is not one of: budget")
-    rows = _ours(store, dataset, metric, split, kind)
+    rows = _ours(store, dataset, metric, split, kind, study)
     if include_reference:
         rows += _papers(dataset, metric, split, kind)
     if metric is None:

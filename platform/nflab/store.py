@@ -36,6 +36,7 @@ from nflab.db_models import (
     Result,
     Run,
     Schedule,
+    Study,
     legacy_quantity,
     utcnow,
 )
@@ -517,9 +518,11 @@ class Store:
         kind: str | None = "best",
         dataset: str | None = None,
         status: str = "finished",
+        study: str | None = None,
     ) -> list[dict[str, Any]]:
         """Flat rows (run + campaign + one result) of runs with ``status`` — the leaderboard's input. ``metric`` or
-        ``kind`` None: every metric / kind."""
+        ``kind`` None: every metric / kind. A study's trial runs (one seed each, selected on validation) are left
+        out unless ``study`` names it, and then only its trials are returned."""
         stmt = (
             select(
                 Run.id.label("run_id"),
@@ -554,6 +557,11 @@ class Store:
             stmt = stmt.where(Result.kind == kind)
         if dataset is not None:
             stmt = stmt.where(Run.dataset == dataset)
+        trial_campaigns = select(Study.campaign_id)
+        if study is None:
+            stmt = stmt.where(Run.campaign_id.not_in(trial_campaigns))
+        else:
+            stmt = stmt.where(Run.campaign_id.in_(trial_campaigns.where(Study.name == study)))
         with self._read() as s:
             result = s.execute(stmt)
             keys = list(result.keys())  # once, not per row (a large store has 100,000s of rows)
@@ -639,6 +647,40 @@ class Store:
             return runs
 
     # -- schedules and repro checks -------------------------------------------------------------------------
+
+    # -- tuning studies ---------------------------------------------------------------------------------------
+
+    def record_study(self, name: str, campaign_id: str, **fields: Any) -> None:
+        """Create or update the summary row of study ``name`` (the columns of ``nflab_studies``)."""
+        allowed = {c.key for c in Study.__table__.columns} - {"id", "name", "campaign_id", "created_at", "updated_at"}
+        if set(fields) - allowed:
+            raise ValueError(f"cannot record {sorted(set(fields) - allowed)}; allowed: {sorted(allowed)}")
+        now = utcnow()
+        with self._write() as s:
+            row = s.scalars(select(Study).where(Study.name == name)).first()
+            if row is None:
+                defaults = {"objectives": [], "directions": [], "sampler": "", "pruner": "", "n_trials": 0}
+                defaults |= {"status": "running", "counts": {}, "best": []}
+                row = Study(name=name, campaign_id=campaign_id, created_at=now, **(defaults | fields))
+                s.add(row)
+            else:
+                row.campaign_id = campaign_id
+                for key, value in fields.items():
+                    setattr(row, key, value)
+            row.updated_at = now
+
+    def get_study(self, name: str) -> dict[str, Any]:
+        """A study's summary row (``StoreLookupError`` when nflab has none of that name)."""
+        with self._read() as s:
+            row = s.scalars(select(Study).where(Study.name == name)).first()
+            if row is None:
+                raise StoreLookupError(f"no study named {name!r} in the store")
+            return _row(row)
+
+    def list_study_rows(self) -> list[dict[str, Any]]:
+        """Every study's summary row, the newest first."""
+        with self._read() as s:
+            return [_row(x) for x in s.scalars(select(Study).order_by(Study.created_at.desc(), Study.name))]
 
     def add_schedule(
         self,

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
@@ -130,11 +131,12 @@ def make_sampler(prep: PreparedStudy) -> Any:
     seed = spec.seed
     if spec.kind == "grid":
         return s.GridSampler(grid_points(prep.dims), seed=seed)
+    startup = {} if spec.startup_trials is None else {"n_startup_trials": spec.startup_trials}
     return {
-        "tpe": lambda: s.TPESampler(seed=seed),
+        "tpe": lambda: s.TPESampler(seed=seed, **startup),
         "random": lambda: s.RandomSampler(seed=seed),
-        "cmaes": lambda: s.CmaEsSampler(seed=seed),
-        "gp": lambda: s.GPSampler(seed=seed),
+        "cmaes": lambda: s.CmaEsSampler(seed=seed, **startup),
+        "gp": lambda: s.GPSampler(seed=seed, **startup),
         "nsga2": lambda: s.NSGAIISampler(seed=seed),
     }[spec.kind]()
 
@@ -280,6 +282,15 @@ class StudyDriver:
             self.store.set_mlflow_experiment_id(campaign_id, experiment_id)
         self.study.set_user_attr("nflab.campaign_id", campaign_id)
         return campaign_id
+
+    def _record(self, status: str, **fields: Any) -> None:
+        """The study's summary row in nflab's store (what the leaderboard and the web page read)."""
+        tune = self.prep.tune
+        self.store.record_study(
+            self.prep.name, self.campaign_id, objectives=self.prep.objectives,
+            directions=[d.name.lower() for d in self.study.directions], sampler=tune.sampler.kind,
+            pruner=tune.pruner.kind, n_trials=tune.trials, status=status, **fields,
+        )  # fmt: skip
 
     @property
     def experiment_name(self) -> str:
@@ -457,6 +468,7 @@ class StudyDriver:
     def run(self) -> StudyOutcome:
         """Recover, then ask/run/tell until the count is reached (or the grid is exhausted); returns the outcome."""
         interrupted = self.recover()
+        self._record("running", counts=state_counts(self.study))
         if interrupted:
             self.on_event("recovered", {"trials": interrupted})
         total, parallel = self.prep.tune.trials, self.prep.tune.parallel
@@ -491,6 +503,8 @@ class StudyDriver:
             self.store.set_run_status(active.run_id, "cancelled", "interrupted; re-run nflab tune to resume the study")
             if self.runner is not None:
                 self.runner.stop(active.spec["run_key"])
+        with contextlib.suppress(Exception):  # the store may be what failed
+            self._record("interrupted", counts=state_counts(self.study))
 
     def finish(self) -> StudyOutcome:
         """Summaries, plots and the parent run's end."""
@@ -510,6 +524,7 @@ class StudyDriver:
         )
         with_retry(client.set_terminated, self.parent_run_id, "FINISHED")
         self.store.set_campaign_status(self.campaign_id, "finished")
+        self._record("finished", counts=outcome.counts, best=outcome.best)
         return outcome
 
 
@@ -655,8 +670,9 @@ def promote_pipeline(settings: Settings, name: str, *, seeds: int = 5, trial: in
 
 
 def write_plots(study: Any, folder: Path) -> list[str]:
-    """Optimisation history, parameter importances, slices and (two objectives) the Pareto front as PNG (and HTML
-    when plotly is installed) under ``folder``; a plot that cannot be drawn (too few trials) is left out."""
+    """Optimisation history, parameter importances, slices and (two objectives) the Pareto front as PNG and
+    interactive HTML (plotly, its script shipped beside the pages, no CDN) under ``folder``; a plot that cannot be
+    drawn (too few trials) is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -709,7 +725,7 @@ def _html(study: Any, plot_name: str, folder: Path, target: Any, names: list[str
             "pareto": lambda: v.plot_pareto_front(study, target_names=names),
         }[plot_name]
         path = folder / f"{plot_name}.html"
-        draw().write_html(str(path), include_plotlyjs="cdn")
+        draw().write_html(str(path), include_plotlyjs="directory")  # plotly.min.js beside it: works offline
         return [str(path)]
     except Exception:  # plotly missing or the plot impossible: PNG only
         return []

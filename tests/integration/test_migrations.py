@@ -50,6 +50,10 @@ def populate(store: Store) -> None:
             "checkpoints": [{"step": 9, "uri": "file:///tmp/c9.pt", "sha256": "ab" * 32}],
         },
     )
+    study_campaign = store.create_campaign("tune-mig", "fp-2", "name: tune-mig\n")
+    best = [{"number": 0, "values": [2.4], "params": {"train.lr": 0.001}}]
+    store.record_study("tune-mig", study_campaign, objectives=["nats"], directions=["minimize"], sampler="tpe",
+                       pruner="median", n_trials=4, counts={"complete": 1}, best=best)  # fmt: skip
     sid = store.add_schedule("nightly", "pipelines/catalog/x.yaml", every_s=86400, tolerance=0.05)
     store.add_repro_check(sid, "ok", {"delta": 0.01}, campaign_id=cid)
 
@@ -66,7 +70,7 @@ def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     url = _url(tmp_path)
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0006"
+    assert migrate.current(url) == migrate.head() == "0007"
     assert table_names(url) == {*TABLES, "nflab_alembic_version"}
     assert "alembic_version" not in table_names(url)
     migrate.check(url)
@@ -90,7 +94,9 @@ def test_down_and_up_keeps_every_row(tmp_path: Path) -> None:
     migrate.downgrade(url, "0001")
     assert migrate.current(url) == "0001"
     assert "ix_nflab_runs_status" not in index_names(url, "nflab_runs")
-    assert same_rows_older_schema(before, snapshot(url))
+    older = snapshot(url)
+    assert set(before) - set(older) == {"nflab_studies"}  # tables added after 0001: their rows go with them
+    assert same_rows_older_schema(before, older)
 
     migrate.upgrade(url)
     assert migrate.current(url) == migrate.head()
@@ -98,7 +104,8 @@ def test_down_and_up_keeps_every_row(tmp_path: Path) -> None:
     assert "ix_nflab_results_metric_split_kind" in index_names(url, "nflab_results")
     assert "ix_nflab_results_split_kind_metric_run" in index_names(url, "nflab_results")
     assert "ix_nflab_runs_campaign_status" in index_names(url, "nflab_runs")
-    assert snapshot(url) == before
+    # a study's summary row is re-written by the next `nflab tune` of it (Optuna's storage holds the study)
+    assert snapshot(url) == {**before, "nflab_studies": []}
     migrate.check(url)
 
 

@@ -192,7 +192,7 @@ def test_every_page_and_api_route_answers(served: Served) -> None:
     [
         ("", []),
         ("?dataset=8gaussians", ["--dataset", "8gaussians"]),
-        ("?dataset=moons&select=final", ["--dataset", "moons", "--select", "final"]),
+        ("?dataset=8gaussians&select=final", ["--dataset", "8gaussians", "--select", "final"]),
         ("?reference=no&metric=nats", ["--no-reference", "--metric", "nats"]),
     ],
 )
@@ -203,6 +203,15 @@ def test_api_numbers_equal_the_cli(served: Served, home_env: Path, query: str, c
     api = served.client.get(f"/api/leaderboard{query}").json()
     assert api == expected
     assert any(r["source"] == "ours" for r in api)
+
+
+def test_study_trials_equal_the_cli(served: Served, home_env: Path) -> None:
+    cli = _cli("leaderboard", "--json", "--study", served.study, "--no-reference")
+    assert cli.exit_code == 0, cli.output
+    api = served.client.get(f"/api/leaderboard?study={served.study}&reference=no").json()
+    assert api == json.loads(cli.stdout) and len(api) == 2  # its two trials, left out of the default leaderboard
+    default = served.client.get("/api/leaderboard?dataset=moons&reference=no").json()
+    assert not {r["config_hash"] for r in default} & {r["config_hash"] for r in api}
 
 
 def test_leaderboard_page_shows_the_api_rows(served: Served) -> None:

@@ -63,6 +63,7 @@ def _journal(home: Path) -> JournalStorage:
         ("tune:\n  space: {model.nope: {low: 1, high: 2}}\n", "'nope' is not an option of realnvp"),
         ("tune:\n  space: {model.couplings: {low: 0, high: 4}}\n", "outside the declared bounds"),
         ("tune:\n  sampler: {kind: bayes}\n", "tune.sampler.kind"),
+        ("tune:\n  sampler: {kind: random, startup_trials: 3}\n", "startup_trials applies to the samplers tpe"),
         ("", "the pipeline has no tune section"),
     ],
 )
@@ -114,9 +115,51 @@ def test_study_prunes_fails_and_records_every_trial(home: Path, tmp_path: Path, 
     assert parent.info.status == "FINISHED"
     assert any(p.endswith("history.png") for p in shown["plots"])
 
+    html = [Path(p) for p in shown["plots"] if p.endswith(".html")]
+    assert any(p.name == "history.html" for p in html) and (html[0].parent / "plotly.min.js").is_file()
+    assert all("cdn.plot.ly" not in p.read_text() for p in html)  # the pages open without network
+
     listed = json.loads(_invoke("tune", "list", "--json").stdout)
     assert [s["name"] for s in listed] == [shown["name"]]
     assert _invoke("tune", "show", "nope").exit_code == 2
+
+    # the study's summary in nflab's store: its campaign, counts and best trial with parameters and objective
+    ((status, counts, best),) = db.execute(
+        "select status, counts, best from nflab_studies where name = ?", (shown["name"],)
+    )
+    best = json.loads(best)
+    assert status == "finished" and json.loads(counts) == {"complete": 1, "pruned": 1, "fail": 1}
+    assert [(b["number"], b["params"]) for b in best] == [(by_lr[3e-3]["number"], {"train.lr": 3e-3})]
+    assert best[0]["values"] == by_lr[3e-3]["values"]
+
+    # the leaderboard leaves single-seed trials out unless asked for the study
+    def ours(*args: str) -> list[dict]:
+        out = _invoke("leaderboard", "--json", "--no-reference", *args)
+        assert out.exit_code == 0, out.output
+        return [row for row in json.loads(out.stdout) if row["source"] == "ours"]
+
+    assert ours() == []
+    [trial_row] = ours("--study", shown["name"])
+    assert trial_row["n_seeds"] == 1 and trial_row["family"] == "realnvp"
+    bad = _invoke("leaderboard", "--study", "nope")
+    assert bad.exit_code == 2 and "--study: 'nope' is not a study" in bad.output
+
+
+def test_optuna_dashboard_reads_the_journal(home: Path, tmp_path: Path, ray_local: None) -> None:
+    """The stock optuna-dashboard, given the journal file path, lists nflab's study with its trials."""
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    tune = PRUNE_AND_FAIL.replace("trials: 3", "trials: 1")
+    shown = json.loads(_invoke("tune", str(_write(tmp_path, tune, name="dash", steps=20)), "--json").stdout)
+    environ: dict = {"PATH_INFO": "/api/studies", "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status: list[str] = []
+    body = b"".join(wsgi(str(home / "optuna.journal"))(environ, lambda s, h, *a: status.append(s)))
+    assert status == ["200 OK"], body[:300]
+    [study] = json.loads(body)["study_summaries"]
+    assert study["study_name"] == shown["name"]
 
 
 def _params(home: Path, name: str) -> list[dict]:

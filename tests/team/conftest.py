@@ -8,13 +8,23 @@ are installed (scripts/ensure-postgres.sh) and skip with the reason otherwise.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.pg import PostgresServer, postgres_server, skip_reason
 from tests.raycluster import RayCluster, ray_cluster
+
+DB_PASSWORD = f"pg-secret-{uuid.uuid4().hex[:16]}"
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` (an external server's URL keeps its own, which is then the secret)."""
+    parsed = make_url(url)
+    return url if parsed.password else parsed.set(password=password).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +51,8 @@ def team_cluster(pg_server: PostgresServer, tmp_path_factory: pytest.TempPathFac
     shared = tmp_path_factory.mktemp("team-cluster")
     settings = {
         "NFLAB_HOME": str(shared / "home"),
-        "NFLAB_DB_URL": pg_server.create_database(),
+        # a password the server does not ask for (trust authentication): a secret the tests look for everywhere
+        "NFLAB_DB_URL": with_password(pg_server.create_database(), DB_PASSWORD),
         "MLFLOW_TRACKING_URI": f"sqlite:///{shared / 'mlflow.db'}",
     }
     with ray_cluster(env=settings) as cluster:

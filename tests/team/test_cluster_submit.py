@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from nflab.store import Store
 from tests.raycluster import free_port
@@ -97,20 +98,23 @@ def db_text(url: str) -> str:
         engine.dispose()
 
 
-def assert_token_nowhere(cluster: TeamCluster, outputs: list[str], submission_id: str) -> None:
+def assert_secrets_nowhere(cluster: TeamCluster, outputs: list[str], submission_id: str) -> None:
+    """Neither the Ray token nor the database password is in any output, row, MLflow record, file or job record."""
     token = cluster.ray.token
-    assert token and len(token) == 32
-    for text_ in outputs:
-        assert token not in text_
-    assert token not in db_text(cluster.settings["NFLAB_DB_URL"])
-    mlflow_db = Path(cluster.settings["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///"))
-    assert token.encode() not in mlflow_db.read_bytes()
-    for file in Path(cluster.settings["NFLAB_HOME"]).rglob("*"):
-        if file.is_file():
-            assert token.encode() not in file.read_bytes(), file
+    password = make_url(cluster.settings["NFLAB_DB_URL"]).password
+    assert token and len(token) == 32 and password and len(password) >= 16
     info = jobs(cluster).get_job_info(submission_id)
-    assert token not in json.dumps([info.entrypoint, info.metadata, info.runtime_env], default=str)
-    assert token not in jobs(cluster).get_job_logs(submission_id)
+    job_text = json.dumps([info.entrypoint, info.metadata, info.runtime_env], default=str)
+    job_text += jobs(cluster).get_job_logs(submission_id)
+    stored = db_text(cluster.settings["NFLAB_DB_URL"])
+    mlflow_db = Path(cluster.settings["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")).read_bytes()
+    files = [f for f in Path(cluster.settings["NFLAB_HOME"]).rglob("*") if f.is_file()]
+    for secret in (token, password):
+        for text_ in [*outputs, job_text, stored]:
+            assert secret not in text_
+        assert secret.encode() not in mlflow_db
+        for file in files:
+            assert secret.encode() not in file.read_bytes(), file
 
 
 def test_a_missing_or_wrong_token_is_one_line_and_writes_nothing(team_cluster: TeamCluster, pg_url: str) -> None:
@@ -163,7 +167,7 @@ def test_cancel_stops_the_job_at_the_stored_address_and_kills_the_mlflow_runs(te
     assert {r["status"] for r in status["runs"]} == {"cancelled"}
     assert [r.info.status for r in mlflow_runs(team_cluster, camp["mlflow_experiment_id"])] == ["KILLED"]
     outputs = [out.stdout, out.stderr, cancelled.stdout, cancelled.stderr]
-    assert_token_nowhere(team_cluster, outputs, submitted["submission_id"])
+    assert_secrets_nowhere(team_cluster, outputs, submitted["submission_id"])
 
 
 @pytest.mark.slow
@@ -211,4 +215,4 @@ def test_submit_a_catalog_pipeline_runs_on_the_cluster_and_lands_in_the_stores(t
     assert sorted(r.info.status for r in tracked) == ["FINISHED", "FINISHED"]
     listed = nflab(env, "status")
     outputs = [out.stdout, out.stderr, listed.stdout, listed.stderr]
-    assert_token_nowhere(team_cluster, outputs, submitted["submission_id"])
+    assert_secrets_nowhere(team_cluster, outputs, submitted["submission_id"])

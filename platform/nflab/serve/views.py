@@ -209,7 +209,7 @@ class Views:
             }
 
         out = dict(self.memo(("facets",), marker, compute))
-        out["studies"] = [s["name"] for s in self.studies()]
+        out["studies"] = sorted(row["name"] for row in self.store.list_study_rows())  # what --study accepts
         out["selections"] = list(lb.SELECTIONS)
         out["sorts"] = list(SORTS)
         return out
@@ -252,10 +252,11 @@ class Views:
         return q
 
     def leaderboard_rows(self, q: Mapping[str, Any]) -> list[lb.Row]:
-        """The rows ``nflab leaderboard --json`` prints for the same dataset, metric, selection and reference
-        choice (memoised until the store changes), then narrowed by family, campaign and study and sorted within
-        each section. Filters only hide rows: ranks and paired differences stay those of the whole section."""
-        key = ("leaderboard", q["dataset"], q["metric"], q["select"], q["reference"])
+        """The rows ``nflab leaderboard --json`` prints for the same dataset, metric, selection, reference choice
+        and study (``--study``: that study's trials, which the leaderboard leaves out otherwise), memoised until the
+        store changes; then narrowed by family and campaign and sorted within each section. These filters only hide
+        rows: ranks and paired differences stay those of the whole section."""
+        key = ("leaderboard", q["dataset"], q["metric"], q["select"], q["reference"], q["study"])
 
         def compute() -> list[lb.Row]:
             known = None if q["metric"] is None else lb.known_metrics(
@@ -269,28 +270,15 @@ class Views:
                 metric=q["metric"],
                 kind=q["select"],
                 include_reference=q["reference"] == "yes",
+                study=q["study"],
             )
 
         rows: list[lb.Row] = self.memo(key, q["marker"], compute)
         if q["family"] is not None:
             rows = [r for r in rows if r.family == q["family"]]
-        campaigns: set[str] = set()
         if q["campaign"] is not None:
-            campaigns.add(q["campaign"])
-        if q["study"] is not None:
-            campaigns.add(self._study_campaign(q["study"]) or "")
-        if campaigns:
-            rows = [r for r in rows if r.source == "paper" or campaigns & set(r.campaigns)]
+            rows = [r for r in rows if r.source == "paper" or q["campaign"] in r.campaigns]
         return _sorted(rows, q["sort"], q["order"])
-
-    def _study_campaign(self, name: str) -> str | None:
-        from nflab.tune import StudyNotFound, load
-
-        try:
-            campaign_id = load(self.settings, name).user_attrs.get("nflab.campaign_id")
-            return None if campaign_id is None else self.store.get_campaign(campaign_id)["name"]
-        except (StudyNotFound, StoreLookupError):
-            return None
 
     def leaderboard_page(self, params: Mapping[str, str]) -> dict[str, Any]:
         """Everything the leaderboard page shows: the query, the filter choices, the rows by section."""
@@ -324,12 +312,12 @@ class Views:
 
         if is_remote(self.settings.storage):
             return {}
-        key = ("thumbs", q["dataset"], q["metric"], q["select"], q["reference"])
+        key = ("thumbs", q["dataset"], q["metric"], q["select"], q["reference"], q["study"])
 
         def compute() -> dict[str, str]:
             from nflab.workers.storage import Folder
 
-            full = dict(q, family=None, campaign=None, study=None, sort="rank", order="asc")
+            full = dict(q, family=None, campaign=None, sort="rank", order="asc")
             firsts = {r.config_hash: r.run_ids[0] for r in self.leaderboard_rows(full) if r.run_ids and r.config_hash}
             where = self.store.run_locations(firsts.values())
             root = Folder.of(self.settings.storage).local

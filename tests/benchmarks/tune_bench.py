@@ -1,0 +1,138 @@
+"""Tuning measures: trial throughput and overhead of ``nflab tune`` against a plain campaign, and search quality of
+TPE + Hyperband against random search without pruning.
+
+- **overhead**: the same ``n`` configurations (a grid over ``train.lr``, ``n`` values, MAF on 8gaussians, runs of
+  about ``--run-seconds`` on one thread) once as a study (``nflab tune``, grid sampler, no pruner, ``parallel: 2``)
+  and once as a campaign (``nflab run`` with the values as a matrix; Ray runs two at a time on 2 cores). Each is a
+  subprocess with a fresh ``NFLAB_HOME``, timed from spawn to exit; the machine's busy fraction (``/proc/stat``) is
+  sampled meanwhile. Overhead = ``T_tune / T_campaign − 1`` (goal < 5 %); throughput = trials per minute.
+- **search quality**: ``pipelines/catalog/tune-monotone-toy.yaml`` with ``--trials N`` as shipped (TPE seeded,
+  Hyperband) and with ``tune.sampler.kind=random``, ``tune.pruner.kind=none``: the best validation nats reached and
+  the training steps spent in all trials together (goal: the same nats for ≤ 50 % of the steps).
+
+    python tests/benchmarks/tune_bench.py [--only overhead|search] [--trials 12] [--steps 600] [--startup 4]
+        [--n-configs 4] [--grid-steps 1500]
+
+TPE draws its first ``startup_trials`` (Optuna's default: 10) at random with the same seeded generator as the random
+sampler, so a study shorter than that compares Hyperband alone; ``--startup`` lets the model propose earlier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestration_bench import FOREIGN_ENV, CpuSampler
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG = ROOT / "pipelines" / "catalog" / "tune-monotone-toy.yaml"
+
+GRID = """\
+name: {name}
+dataset: {{name: 8gaussians, test_samples: 2000, validation_samples: 2000}}
+model: {{family: maf}}
+train: {{steps: {steps}, batch_size: 256, eval_every: {every}, checkpoint_every: {every}, log_every: {every}}}
+eval: {{batch_size: 2000, samples: 2000, average_last: 0}}
+resources: {{cpu: 1, gpu: 0, retries: 0}}
+"""
+
+
+def _nflab(args: list[str], home: Path) -> tuple[dict[str, Any], float, list[float]]:
+    """``nflab ARGS --json`` with a fresh ``home``: its JSON, wall seconds, and the machine's busy fractions."""
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV} | {"NFLAB_HOME": str(home)}
+    exe = Path(sys.executable).parent / "nflab"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(exe), *args, "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=home)  # fmt: skip
+    sampler = CpuSampler(proc.pid)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    sampler.stop()
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"nflab {args[0]} exited {proc.returncode}: {err.strip()[-1500:]}")
+    return json.loads(out), wall, sampler.busy
+
+
+def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
+    lrs = [round(1e-3 * (1.5**i), 6) for i in range(n)]
+    every = max(1, steps // 5)
+    tune_yaml = folder / "grid-tune.yaml"
+    tune_yaml.write_text(
+        GRID.format(name="grid-tune", steps=steps, every=every)
+        + f"tune:\n  space: {{train.lr: {{choices: {lrs}}}}}\n  sampler: {{kind: grid, seed: 0}}\n"
+        f"  pruner: {{kind: none}}\n  trials: {n}\n  parallel: 2\n"
+    )
+    run_yaml = folder / "grid-run.yaml"
+    run_yaml.write_text(GRID.format(name="grid-run", steps=steps, every=every) + f"matrix:\n  train.lr: {lrs}\n")
+    (folder / "t").mkdir()
+    (folder / "c").mkdir()
+    shown, t_tune, busy_tune = _nflab(["tune", str(tune_yaml)], folder / "t")
+    ran, t_run, busy_run = _nflab(["run", str(run_yaml)], folder / "c")
+    states = [t["state"] for t in shown["trials"]]
+    return {
+        "configs": n,
+        "steps": steps,
+        "tune_s": t_tune,
+        "campaign_s": t_run,
+        "overhead": t_tune / t_run - 1,
+        "trials_per_min": 60 * n / t_tune,
+        "busy_tune": statistics.fmean(busy_tune) if busy_tune else float("nan"),
+        "busy_campaign": statistics.fmean(busy_run) if busy_run else float("nan"),
+        "tune_states": states,
+        "campaign_finished": sum(r.get("status") == "finished" for r in ran["runs"]),
+    }
+
+
+def search(folder: Path, trials: int, steps: int, startup: int | None) -> dict[str, Any]:
+    out = {}
+    common = ["--trials", str(trials), "--set", f"train.steps={steps}", "--set", f"train.eval_every={steps // 10}"]
+    variants = {
+        "tpe+hyperband": [] if startup is None else ["--set", f"tune.sampler.startup_trials={startup}"],
+        "random, no pruning": ["--set", "tune.sampler.kind=random", "--set", "tune.pruner.kind=none"],
+    }
+    for label, extra in variants.items():
+        home = folder / label.split(",")[0].replace("+", "-")
+        home.mkdir()
+        shown, wall, _ = _nflab(["tune", str(CATALOG), *common, *extra], home)
+        done = [t for t in shown["trials"] if t["state"] == "complete" and t["values"]]
+        best = min((t["values"][0] for t in done if t.get("feasible", True)), default=float("nan"))
+        out[label] = {
+            "best_nats": best,
+            "steps_spent": sum(int(t.get("steps") or 0) for t in shown["trials"]),
+            "states": {s: sum(t["state"] == s for t in shown["trials"]) for s in {t["state"] for t in shown["trials"]}},
+            "wall_s": wall,
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-configs", type=int, default=4)
+    parser.add_argument("--grid-steps", type=int, default=1500, help="steps of each overhead run (~20 s on 1 core)")
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=600, help="train.steps of the search-quality studies")
+    parser.add_argument("--startup", type=int, default=None, help="TPE's random start-up trials (Optuna: 10)")
+    parser.add_argument("--only", choices=("overhead", "search"), default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="nflab-tune-bench-") as tmp:
+        folder = Path(tmp)
+        report: dict[str, Any] = {}
+        if args.only in (None, "overhead"):
+            report["overhead"] = overhead(folder, args.n_configs, args.grid_steps)
+            print(json.dumps(report["overhead"], indent=1), flush=True)
+        if args.only in (None, "search"):
+            report["search"] = search(folder, args.trials, args.steps, args.startup)
+            print(json.dumps(report["search"], indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
