@@ -590,15 +590,16 @@ class Store:
 
     def change_marker(self) -> tuple[Any, ...]:
         """A cheap fingerprint of what the leaderboard reads: it changes whenever a run or result is added,
-        a run starts, or a run is recorded or ends (``record_result`` stamps ``finished_at`` each time). Caches of
-        derived views compare it before serving."""
+        a run starts, or a run is recorded or ends (``record_result`` stamps ``finished_at`` each time), or a study's
+        summary is recorded. Caches of derived views compare it before serving."""
         with self._read() as s:
             results = s.execute(select(func.count(), func.max(Result.id))).one()
             runs = s.execute(
                 select(func.count(), func.max(Run.created_at), func.max(Run.started_at), func.max(Run.finished_at))
             ).one()
             campaigns = s.execute(select(func.count(), func.max(Campaign.created_at))).one()
-        return (*tuple(results), *(str(v) for v in runs), *(str(v) for v in campaigns))
+            studies = s.execute(select(func.count(), func.max(Study.updated_at))).one()
+        return (*tuple(results), *(str(v) for v in (*runs, *campaigns, *studies)))
 
     def run_facets(self) -> dict[str, list[str]]:
         """The distinct campaign names, families and datasets of all runs (filter choices), sorted."""

@@ -180,8 +180,7 @@ def create_app(
     def leaderboard_page(request: Request) -> Response:
         # the rendered page is kept until the store changes: a burst of readers costs one rendering
         q = views.leaderboard_query(request.query_params)
-        studies = tuple(s["name"] for s in views.studies())
-        key = ("leaderboard.html", *(q[k] for k in LEADERBOARD_PARAMS), studies)
+        key = ("leaderboard.html", *(q[k] for k in LEADERBOARD_PARAMS))  # the marker covers the filters' choices
         body = views.memo(
             key, q["marker"], lambda: page(request, "leaderboard.html", views.leaderboard_view(q)).body, stale_ok=True
         )  # fmt: skip

@@ -189,9 +189,10 @@ class Views:
 
     # -- facets and the leaderboard --------------------------------------------------------------------------
 
-    def facets(self, marker: Any | None = None) -> dict[str, Any]:
+    def facets(self, marker: Any | None = None, *, stale_ok: bool = False) -> dict[str, Any]:
         """The choices of the leaderboard's filters: datasets (with their metrics), families, campaigns, studies,
-        selections, sort keys."""
+        selections, sort keys. ``stale_ok``: those of a moment ago will do while new ones are computed (checking a
+        request's parameters; a page is always drawn with fresh ones)."""
         marker = self.marker() if marker is None else marker
 
         def compute() -> dict[str, Any]:
@@ -206,10 +207,10 @@ class Views:
                 "metrics": {ds: sorted(ms) for ds, ms in sorted(metrics.items())},
                 "families": sorted(set(flows.available()) | set(runs["families"])),
                 "campaigns": runs["campaigns"],
+                "studies": sorted(row["name"] for row in self.store.list_study_rows()),  # what --study accepts
             }
 
-        out = dict(self.memo(("facets",), marker, compute))
-        out["studies"] = sorted(row["name"] for row in self.store.list_study_rows())  # what --study accepts
+        out = dict(self.memo(("facets",), marker, compute, stale_ok=stale_ok))
         out["selections"] = list(lb.SELECTIONS)
         out["sorts"] = list(SORTS)
         return out
@@ -220,7 +221,7 @@ class Views:
         if unknown:
             raise BadParameter(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(LEADERBOARD_PARAMS)}")
         marker = self.marker()
-        facets = self.facets(marker)
+        facets = self.facets(marker, stale_ok=True)
         q: dict[str, Any] = {k: (params.get(k) or None) for k in LEADERBOARD_PARAMS}
         q["select"] = q["select"] or "best"
         q["sort"] = q["sort"] or "rank"
