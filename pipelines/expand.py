@@ -18,7 +18,7 @@ from .hashing import canonical_json, config_hash, derive_seed, sha256_hex
 from .locate import Locator, show
 from .matrix import Combo, check_matrix, combinations, flat_overrides, set_path
 from .resolve import estimator_options, resolve_run, unused_model_options
-from .schema import DENSITY_ONLY, SECTIONS, Pipeline, RunSpec
+from .schema import DENSITY_ONLY, RUN_KINDS, SECTIONS, Pipeline, RunSpec
 
 
 def locator_of(pipeline: Pipeline) -> Locator:
@@ -26,17 +26,31 @@ def locator_of(pipeline: Pipeline) -> Locator:
     return pipeline._locator or Locator()
 
 
+def run_kind(pipeline: Pipeline) -> str | None:
+    """The run kind of a campaign of regressions (``fit1d``: E1, ``coupling_linear``: E6) — it has that section or a
+    matrix axis in it — or None for a density campaign."""
+    for kind in RUN_KINDS:
+        if getattr(pipeline, kind) is not None or any(axis.split(".")[0] == kind for axis in pipeline.matrix):
+            return kind
+    return None
+
+
 def is_fit1d(pipeline: Pipeline) -> bool:
     """A campaign of E1 regressions: it has a ``fit1d`` section or matrix axis."""
-    return pipeline.fit1d is not None or any(axis.split(".")[0] == "fit1d" for axis in pipeline.matrix)
+    return run_kind(pipeline) == "fit1d"
 
 
 def base_config(pipeline: Pipeline) -> dict[str, Any]:
     """The sections as written (defaults filled; the model holds only the options given)."""
-    if is_fit1d(pipeline):
-        fit1d = pipeline.fit1d.model_dump() if pipeline.fit1d is not None else {}
-        return {"fit1d": fit1d, "train": pipeline.train.model_dump(), "resources": pipeline.resources.model_dump()}
-    raw = {name: getattr(pipeline, name).model_dump() for name in SECTIONS if name not in ("model", "fit1d")}
+    kind = run_kind(pipeline)
+    if kind is not None:
+        own = getattr(pipeline, kind)
+        return {
+            kind: own.model_dump() if own is not None else {},
+            "train": pipeline.train.model_dump(),
+            "resources": pipeline.resources.model_dump(),
+        }
+    raw = {name: getattr(pipeline, name).model_dump() for name in SECTIONS if name not in ("model", *RUN_KINDS)}
     raw["model"] = pipeline.model.model_dump(exclude_unset=True)
     return raw
 
@@ -166,14 +180,16 @@ def expand(pipeline: Pipeline) -> list[RunSpec]:
 
 
 def _check_kind(pipeline: Pipeline) -> None:
-    """A fit1d campaign has no density sections (they would be silently ignored)."""
-    if not is_fit1d(pipeline):
+    """A campaign of regressions (fit1d, coupling_linear) has no density sections (they would be silently ignored)."""
+    kind = run_kind(pipeline)
+    if kind is None:
         return
     given = [s for s in DENSITY_ONLY if s in pipeline.model_fields_set]
     given += [a for a in pipeline.matrix if a.split(".")[0] in DENSITY_ONLY]
     if given:
         where = ("matrix", given[0]) if "." in given[0] or given[0] in pipeline.matrix else (given[0],)
-        problem = "is not used by a fit1d campaign (a regression of fit1d.target: no dataset, model or eval)"
+        what = "a regression of fit1d.target" if kind == "fit1d" else "regressions onto random linear maps"
+        problem = f"is not used by a {kind} campaign ({what}: no dataset, model or eval)"
         raise Invalid(where, problem)
 
 

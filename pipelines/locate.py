@@ -28,7 +28,9 @@ class Locator:
         for set_loc, text in self.sets.items():
             if loc[: len(set_loc)] == set_loc:
                 return f"--set {text}:"
-        for axis, (index, _) in (combo or {}).items():
+        for axis, (index, value) in (combo or {}).items():
+            if axis == "config" and isinstance(value, dict) and loc and loc[0] in value:  # sections set together
+                return self._line(("matrix", axis, index, *loc))
             axis_loc = tuple(axis.split("."))
             if loc[: len(axis_loc)] == axis_loc:
                 return self._line(("matrix", axis, index, *loc[len(axis_loc) :]))

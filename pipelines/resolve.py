@@ -41,8 +41,8 @@ def resolve_run(raw: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         raise from_validation_error(exc, raw, RunConfig) from None
     config = run.model_dump(mode="json")
-    if run.fit1d is not None:
-        return config  # {kind: fit1d, fit1d, train, resources}
+    if run.fit1d is not None or run.coupling_linear is not None:
+        return config  # {kind: fit1d | coupling_linear, <that section>, train, resources}
     estimator = config.pop("estimator")
     config["dataset"] = _dataset(config["dataset"])
     kind = data_kind(config["dataset"]["name"])
@@ -110,7 +110,7 @@ def _resolve_model(model_json: str, kind: str, estimator_json: str) -> dict[str,
 def unused_model_options(raw: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """The model options ``raw`` (a run's sections as written) sets that mean nothing for the run's data (vector
     options on images, image options on toy sets): ``(option, value, the data it applies to)``."""
-    if config.get("kind") == "fit1d":
+    if config.get("kind") in ("fit1d", "coupling_linear"):
         return []
     family = config["model"]["family"]
     written = {k: v for k, v in (raw.get("model") or {}).items() if k != "family"}

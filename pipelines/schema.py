@@ -210,6 +210,30 @@ class Fit1dSpec(Section):
         return {name: getattr(self, name) for name in names}
 
 
+class CouplingLinearSpec(Section):
+    """E6 (Koehler et al.), a run kind of its own: regress compositions of K affine couplings with linear s and t on a
+    fixed partition of ℝ^``dim`` onto ``maps`` random linear maps T (iid N(0, 1) entries, conditioned on det T > 0),
+    for every K in ``couplings``; the fit error is the relative error E‖f(x) − Tx‖² / E‖Tx‖² on ``test_points`` fixed
+    Gaussian points at the end of each fit. Steps, batch, lr, seed, dtype and the evaluation cadence come
+    from ``train``. A pipeline with a ``coupling_linear`` section has no ``dataset``, ``model``, ``estimator``,
+    ``eval`` or ``analysis``; its runs' configs are ``{kind: coupling_linear, coupling_linear, train, resources}``."""
+
+    dim: Annotated[int, Field(ge=2, le=4096)] = 16
+    couplings: Annotated[list[Annotated[int, Field(gt=0, le=1000)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48]
+    )
+    maps: Annotated[int, Field(gt=0, le=10_000)] = 4
+    test_points: Annotated[int, Field(gt=0, le=10**7)] = 4096
+
+    @field_validator("couplings")
+    @classmethod
+    def _sorted_couplings(cls, couplings: list[int]) -> list[int]:
+        return sorted(set(couplings))
+
+
+#: run kinds of their own (a section naming the kind replaces the density sections)
+RUN_KINDS: tuple[str, ...] = ("fit1d", "coupling_linear")
+
 ESTIMATOR_OPTION = {"kind": "estimator"}  # estimator section key → model option (the others: the same name)
 
 SECTIONS: dict[str, type[BaseModel]] = {
@@ -221,8 +245,9 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "resources": ResourcesSpec,
     "analysis": AnalysisSpec,
     "fit1d": Fit1dSpec,
+    "coupling_linear": CouplingLinearSpec,
 }
-DENSITY_ONLY = ("dataset", "model", "estimator", "eval", "analysis")  # sections a fit1d campaign has none of
+DENSITY_ONLY = ("dataset", "model", "estimator", "eval", "analysis")  # sections a fit1d (…) campaign has none of
 
 
 class Pipeline(Section):
@@ -241,6 +266,7 @@ class Pipeline(Section):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     fit1d: Fit1dSpec | None = None
+    coupling_linear: CouplingLinearSpec | None = None
     matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     repeats: Annotated[int, Field(gt=0, le=10**6)] = 1
     tags: dict[str, str] | None = None
@@ -260,6 +286,7 @@ class RunConfig(Section):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     model: dict[str, Any] = Field(default_factory=dict)
     fit1d: Fit1dSpec | None = None
+    coupling_linear: CouplingLinearSpec | None = None
     estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
@@ -276,8 +303,16 @@ class RunConfig(Section):
                 "train": data["train"],
                 "resources": data["resources"],
             }
+        if self.coupling_linear is not None:
+            return {
+                "kind": "coupling_linear",
+                "coupling_linear": data["coupling_linear"],
+                "train": data["train"],
+                "resources": data["resources"],
+            }
         data.pop("analysis", None)
         data.pop("fit1d", None)
+        data.pop("coupling_linear", None)
         if self.analysis.kind != "none":
             data["analysis"] = self.analysis.resolved()
         return data

@@ -180,6 +180,8 @@ def _search_space(pipeline: Pipeline) -> list[Dimension]:
         raise Invalid(("repeats",), "a tuned pipeline runs one seed per trial (nflab tune promote runs several)")
     if pipeline.fit1d is not None:
         raise Invalid(("fit1d",), "fit1d regressions cannot be tuned (a density pipeline only)")
+    if pipeline.coupling_linear is not None:
+        raise Invalid(("coupling_linear",), "coupling_linear regressions cannot be tuned (a density pipeline only)")
     family, specs = _family_options(pipeline)
     kind = data_kind(pipeline.dataset.name)
     if isinstance(tune.space, str | list):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
-from .analyses import AnalysisOutcome, analysis_of, run_fit1d
+from .analyses import RUN_KINDS, AnalysisOutcome, analysis_of
 from .runfiles import RunFiles
 from .runlog import RunLog
 from .tracking import Tracker
@@ -206,9 +206,9 @@ def execute_run(
             run_dir=run_dir,
         )
         tracker.log_params({**dict(spec.get("config") or {}), "seed": spec.get("seed"), "repeat": spec.get("repeat")})
-        fit1d = spec["config"].get("kind") == "fit1d"  # a run kind of its own: a regression instead of a density
-        analysis = None if fit1d else analysis_of(spec)
-        if not fit1d:
+        regression = RUN_KINDS.get(str(spec["config"].get("kind")))  # a run kind of its own instead of a density
+        analysis = None if regression is not None else analysis_of(spec)
+        if regression is None:
             with ckpt.mirrored(run_dir / "checkpoints", files):
                 train_run(
                     spec,
@@ -220,9 +220,9 @@ def execute_run(
                     stop_after_step=stop_after_step,
                 )
         _summarise(tracker, state, run_dir)
-        if fit1d:
-            log.write("fit1d regression")
-            outcome = run_fit1d(spec, run_dir, tracker, state, progress=log.wrap(progress))
+        if regression is not None:
+            log.write(f"{spec['config']['kind']} regression")
+            outcome = regression(spec, run_dir, tracker, state, progress=log.wrap(progress))
         elif analysis is not None:
             log.write(f"analysis {analysis.kind}")
             outcome = analysis.run(spec, run_dir, tracker, state, data_root=data_root, progress=log.wrap(progress))

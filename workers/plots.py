@@ -147,3 +147,66 @@ def make_plots(
         return []
     finally:
         model.train()
+
+
+def comparison_figure(
+    tiles: Mapping[tuple[str, str], Path], rows: list[str], cols: list[str], path: Path, *, title: str = ""
+) -> Path:
+    """One PNG of per-run figures side by side: ``tiles[(row, col)]`` (a PNG, e.g. a run's ``density.png``) in the grid
+    of ``rows`` (e.g. datasets) × ``cols`` (e.g. families); a missing tile is left blank with a note."""
+    import matplotlib.image as mpimg
+
+    fig = Figure(figsize=(5.2 * len(cols), 2.6 * len(rows) + 0.4), layout="constrained")
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            tile = tiles.get((row, col))
+            if tile is not None and Path(tile).is_file():
+                ax.imshow(mpimg.imread(str(tile)))
+            else:
+                ax.text(0.5, 0.5, "no figure (run not finished?)", ha="center", va="center", fontsize=9)
+            if i == 0:
+                ax.set_title(col, fontsize=12)
+            if j == 0:
+                ax.set_ylabel(row, fontsize=12)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)
+
+
+def runtime_figure(rows: list[Mapping[str, Any]], path: Path, *, title: str = "") -> Path:
+    """E5: ms per training step of each family's variants (plain, +Lipschitz, +log-det) as grouped bars (median wall,
+    IQR) with the process's CPU time as a black tick (less sensitive to other processes on a shared machine), log
+    scale; ``rows`` as returned by ``nflab.flows.analysis.runtime.runtime_breakdown``."""
+    variants = ("plain", "+Lipschitz", "+log-det")
+    colours = {"plain": "tab:green", "+Lipschitz": "tab:orange", "+log-det": "tab:red"}
+    fig = Figure(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.27
+    for k, variant in enumerate(variants):
+        xs, heights, errors, cpu = [], [], [], []
+        for i, row in enumerate(rows):
+            values = row["variants"].get(variant)
+            if values is not None:
+                xs.append(i + (k - 1) * width)
+                heights.append(values["wall_ms"])
+                errors.append(values["wall_iqr_ms"] / 2)
+                cpu.append(values["cpu_ms"])
+        ax.bar(xs, heights, width, yerr=errors, label=variant, color=colours[variant], capsize=2)
+        label = "CPU time of the process" if k == len(variants) - 1 else None
+        ax.scatter(xs, cpu, marker="_", s=160, color="black", zorder=3, label=label)
+    ax.set_xticks(range(len(rows)), [str(row["family"]) for row in rows], rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per training step (median wall, IQR bars)")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(title="variant", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)

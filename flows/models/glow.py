@@ -2,7 +2,9 @@
 
 Images: L levels of [squeeze, K steps, split with a learned conditional prior], a learned top prior; data
 centred by −½. Published CIFAR-10 setting: L = 3, K = 32, width 512, affine coupling, learned top prior.
-Vectors: K steps of ActNorm → invertible linear map → affine coupling with an MLP conditioner.
+The field defaults are that model (also used for MNIST); ``imagenet32`` (K = 48) and ``imagenet64`` (K = 48, L = 4)
+are the README's ImageNet commands. Vectors: K steps of ActNorm → invertible linear map → affine coupling with an MLP
+conditioner.
 """
 
 from __future__ import annotations
@@ -75,7 +77,11 @@ def _level(shape: tuple[int, int, int], index: int, n_levels: int, cfg: GlowConf
 @register(
     "glow",
     GlowConfig,
-    presets={"small": {"levels": 2, "depth": 4, "width": 32, "hidden": (64, 64)}},
+    presets={
+        "small": {"levels": 2, "depth": 4, "width": 32, "hidden": (64, 64)},
+        "imagenet32": {"levels": 3, "depth": 48},  # the README's ImageNet commands: K = 48 (L = 3 / 4)
+        "imagenet64": {"levels": 4, "depth": 48},
+    },
     summary="actnorm + 1x1 conv + affine coupling, multi-scale",
 )
 def build_glow(shape: tuple[int, ...], cfg: GlowConfig) -> Transform:

@@ -4,7 +4,8 @@ Branch: depth × [SN(total → growth/2) → CLipSwish → learnable concatenati
 then SN(total → d). Published defaults: CLipSwish, depth 3, c as Residual Flows (0.9 toy, 0.98 images), the same
 estimators. Toy: 10 blocks of growth 16 with the concatenation learnable from step 25000 (the protocol of the
 Monotone Flows comparison, E2; the original toy script stacks 100). Images: 16-16-16 blocks of growth 172, dense
-fully-connected end blocks (growth 32), concatenation learnable after 25 epochs (19550 steps of CIFAR-10 at 64).
+fully-connected end blocks (growth 32), concatenation learnable after 25 epochs (19550 steps of CIFAR-10 at 64);
+``imagenet32``: 32-32-32 blocks (the Residual Flows command i-DenseNets kept).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .common import option
-from .lipschitz_flows import Activation, DenseBranch, LipschitzFlowConfig, images_preset, register_lipschitz_family
+from .lipschitz_flows import Activation, DenseBranch, LipschitzFlowConfig, dataset_presets, register_lipschitz_family
 
 
 @dataclass
@@ -29,6 +30,6 @@ register_lipschitz_family(
     IDenseNetConfig,
     branch="dense",
     block="residual",
-    presets={"cifar10": images_preset("dense"), "small": DENSE_SMALL, "digits": DENSE_DIGITS},
+    presets={**dataset_presets("dense", ("imagenet32",)), "small": DENSE_SMALL, "digits": DENSE_DIGITS},
     summary="residual blocks with dense CLipSwish branches",
 )

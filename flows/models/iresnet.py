@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .common import Preprocess, option
-from .lipschitz_flows import Activation, LipschitzFlowConfig, MLPBranch, images_preset, register_lipschitz_family
+from .lipschitz_flows import Activation, LipschitzFlowConfig, MLPBranch, dataset_presets, register_lipschitz_family
 
 
 @dataclass
@@ -35,8 +35,9 @@ register_lipschitz_family(
     block="residual",
     presets={
         # i-ResNet keeps c = 0.9, 5 power iterations, no fully-connected end and the plain gradient on images
-        "cifar10": images_preset(
+        **dataset_presets(
             "mlp",
+            (),  # MNIST: the same model (i-ResNet preprocesses by a shift, no logit α)
             coeff=0.9,
             power_iterations=5,
             power_tol=None,

@@ -140,6 +140,26 @@ def images_preset(branch: Branch, **family: Any) -> dict[str, Any]:
     return common | family
 
 
+#: the published image settings per dataset on top of the CIFAR-10 ones (Residual Flows' and Monotone Flows'
+#: README commands): MNIST changes the logit α; ImageNet32 stacks 32-32-32 blocks; ImageNet64 also squeezes first
+#: and factors out half the channels after each non-last scale.
+DATASET_CHANGES: dict[str, dict[str, Any]] = {
+    "mnist": {"alpha": 1e-6},
+    "imagenet32": {"blocks": (32, 32, 32)},
+    "imagenet64": {"blocks": (32, 32, 32), "squeeze_first": True, "factor_out": True},
+}
+
+
+def dataset_presets(
+    branch: Branch, datasets: tuple[str, ...] = ("mnist", "imagenet32", "imagenet64"), **family: Any
+) -> dict[str, dict[str, Any]]:
+    """``cifar10`` (:func:`images_preset`) and the published preset of each of ``datasets``: CIFAR-10's options with
+    :data:`DATASET_CHANGES` of that dataset on top (a family's own changes go in its ``family`` options, applied to
+    every dataset, or are added to the returned presets)."""
+    cifar = images_preset(branch, **family)
+    return {"cifar10": cifar, **{name: cifar | DATASET_CHANGES[name] for name in datasets}}
+
+
 def logdet_config(cfg: LipschitzFlowConfig) -> LogDetConfig:
     return LogDetConfig(
         kind=cfg.estimator,  # type: ignore[arg-type]

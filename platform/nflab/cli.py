@@ -407,6 +407,131 @@ def _density_images(store: Store, rows: list[Row], runs_root: Path) -> dict[str,
     return images
 
 
+bench_app = typer.Typer(help="Measurements to run on your own hardware.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("e5")
+def bench_e5(
+    families: Annotated[
+        str | None, typer.Option("--families", help="comma-separated families (default: every family)")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="batch of 2-D toy points per step")] = 500,
+    blocks: Annotated[
+        int | None, typer.Option("--blocks", min=1, help="blocks of every Lipschitz family (default: its toy model)")
+    ] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="interleaved rounds of timed steps")] = 5,
+    per_round: Annotated[int, typer.Option("--per-round", min=1, help="timed steps per contender per round")] = 2,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed steps per contender first")] = 2,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch threads (default: torch's)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="folder for e5.json and e5.png")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """E5, the running-time breakdown of a training step (i-ResNet's table: plain / + spectral normalisation /
+    + log-det) for every family on 2-D toy data, on this machine; writes e5.json and a bar chart e5.png."""
+
+    def body() -> int:
+        import torch
+
+        from nflab.flows.analysis.runtime import PUBLISHED_E5, runtime_breakdown
+        from nflab.workers.plots import runtime_figure
+
+        settings = _settings()
+        names = [f for f in families.split(",") if f] if families else None
+        known = set(flows_available())
+        for name in names or []:
+            if name not in known:
+                raise BadInput(f"--families: {name!r} is not one of: {', '.join(sorted(known))}")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        rows = runtime_breakdown(names, batch=batch, blocks=blocks, warmup=warmup, rounds=rounds, per_round=per_round)
+        folder = out or settings.home / "bench"
+        folder.mkdir(parents=True, exist_ok=True)
+        report = {
+            "rows": rows,
+            "batch": batch,
+            "threads": torch.get_num_threads(),
+            "timing": {"warmup": warmup, "rounds": rounds, "per_round": per_round},
+            "published": PUBLISHED_E5,
+        }
+        (folder / "e5.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        title = f"E5 on this machine: 2-D toy models, batch {batch}, {torch.get_num_threads()} torch threads"
+        runtime_figure(rows, folder / "e5.png", title=title)
+        if json_out:
+            _print_json(report)
+            return EXIT_OK
+        table = SafeTable(title="E5: ms per training step (median wall; CPU of the process; wall ratio to plain)")
+        for col in ("family", "params", "plain", "+Lipschitz", "+log-det"):
+            table.add_column(col)
+        for row in rows:
+            cells = []
+            for variant in ("plain", "+Lipschitz", "+log-det"):
+                v = row["variants"].get(variant)
+                ratio = f" (×{v['ratio_to_plain']:.2f})" if v and v.get("ratio_to_plain") else ""
+                cells.append(f"{v['wall_ms']:.1f} [{v['cpu_ms']:.1f}]{ratio}" if v else "n/a")
+            table.add_row(row["family"], f"{row['params']:,}", *cells)
+        console.print(table)
+        console.print(f"published: {PUBLISHED_E5}", highlight=False)
+        console.print(f"wrote {folder / 'e5.json'} and {folder / 'e5.png'}", highlight=False)
+        return EXIT_OK
+
+    _guard(body)
+
+
+def flows_available() -> list[str]:
+    from nflab.flows import available
+
+    return available()
+
+
+@app.command()
+def compare(
+    campaign_id: Annotated[str, typer.Argument(help="campaign id (or prefix)")],
+    out: Annotated[Path | None, typer.Option("--out", help="PNG to write (default: $NFLAB_HOME/figures/…)")] = None,
+    figure: Annotated[str, typer.Option("--figure", help="the per-run PNG to tile: density.png or samples.png")] = (
+        "density.png"
+    ),
+) -> None:
+    """One PNG comparing a campaign's families side by side: each finished run's density (toy) or samples (images)
+    figure in a grid of datasets (rows) × models (columns), the lowest seed of each configuration."""
+
+    def body() -> int:
+        from nflab.workers.plots import comparison_figure
+        from nflab.workers.storage import Folder, join
+
+        settings = _settings()
+        store = _store(settings)
+        campaign = store.get_campaign(campaign_id)
+        chosen: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in store.list_runs(campaign["id"]):
+            if r["status"] != "finished":
+                continue
+            key = (r.get("dataset") or "?", r.get("family") or "?")
+            if key not in chosen or (r.get("seed") or 0) < (chosen[key].get("seed") or 0):
+                chosen[key] = r
+        if not chosen:
+            raise BadInput(f"campaign {campaign['id']} has no finished run to compare")
+        rows = list(dict.fromkeys(k[0] for k in chosen))
+        cols = list(dict.fromkeys(k[1] for k in chosen))
+        target = out or settings.home / "figures" / f"{campaign['id'][:8]}-{figure.removesuffix('.png')}-grid.png"
+        scratch = target.parent / f".{target.stem}-tiles"
+        tiles: dict[tuple[str, str], Path] = {}
+        for key, r in chosen.items():
+            local = scratch / f"{r['run_key']}.png"
+            local.parent.mkdir(parents=True, exist_ok=True)
+            if Folder.of(join(settings.storage, campaign["id"], r["run_key"])).get(figure, local):
+                tiles[key] = local
+        written = comparison_figure(tiles, rows, cols, target, title=f"{campaign.get('name', '')}: {figure}")
+        for tile in tiles.values():
+            tile.unlink(missing_ok=True)
+        if scratch.is_dir() and not any(scratch.iterdir()):
+            scratch.rmdir()
+        console.print(f"wrote {written}", highlight=False)
+        return EXIT_OK
+
+    _guard(body)
+
+
 @app.command()
 def status(
     campaign_id: Annotated[str | None, typer.Argument(help="campaign id (or prefix); all campaigns if omitted")] = None,

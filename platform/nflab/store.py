@@ -792,9 +792,12 @@ def open_store(url: str | None = None) -> Store:
 
 
 def dataset_label(config: Mapping[str, Any]) -> str | None:
-    """The run's dataset, or for a fit1d run (a regression, no dataset) its 1-D target."""
+    """The run's dataset, or for a fit1d run (a regression, no dataset) its 1-D target, for a coupling_linear run
+    ``linear-maps-<d>d``."""
     if config.get("kind") == "fit1d":
         return config["fit1d"]["target"]
+    if config.get("kind") == "coupling_linear":
+        return f"linear-maps-{config['coupling_linear']['dim']}d"
     analysis = config.get("analysis") or {}  # a fit1d run written before migration 0005
     return (config.get("dataset") or {}).get("name") or (
         analysis.get("target") if analysis.get("kind") == "fit1d" else None
@@ -802,9 +805,11 @@ def dataset_label(config: Mapping[str, Any]) -> str | None:
 
 
 def family_label(config: Mapping[str, Any]) -> str | None:
-    """The run's model family, or ``fit1d:<variant>`` for a fit1d run (no model)."""
+    """The run's model family, or ``fit1d:<variant>`` for a fit1d run (no model), ``coupling_linear`` for an E6 run."""
     if config.get("kind") == "fit1d":
         return f"fit1d:{config['fit1d']['variant']}"
+    if config.get("kind") == "coupling_linear":
+        return "coupling_linear"
     analysis = config.get("analysis") or {}
     family = (config.get("model") or {}).get("family")
     return family or (f"fit1d:{analysis.get('variant')}" if analysis.get("kind") == "fit1d" else None)

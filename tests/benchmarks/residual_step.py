@@ -48,22 +48,33 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import gc
 import importlib.util
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from benchlib import Suite, SuiteResult, Table, median_iqr
+from benchlib import Suite, SuiteResult, Table
 from torch import Tensor, nn
 
 import nflab.flows as nf
 from nflab.flows import hooks
+from nflab.flows.analysis.runtime import (  # noqa: F401 (re-exported: the other suites and tests use them here)
+    E5_VARIANTS,
+    PUBLISHED_E5,
+    Contender,
+    Measurement,
+    NoLogDet,
+    build_variant,
+    measure_interleaved,
+    plain_linear,
+    squared_norm,
+    training_step,
+    variant_contender,
+    without_logdet,
+    without_spectral_norm,
+)
 from nflab.flows.blocks import EstimatedLogDetBlock
-from nflab.flows.layers.lipschitz import SpectralLinear
-from nflab.flows.logdet import LogDetConfig, PowerSeriesLogDet
 
 DIM = 2
 BATCH = 500
@@ -78,117 +89,15 @@ LR = 1e-3
 GRADIENTS: dict[str, tuple[bool, bool]] = {"basic": (False, False), "neumann": (True, True)}  # (neumann, mem-eff)
 E5_FAMILIES: tuple[str, ...] = ("iresnet", "resflow", "idensenet", "monotone", "implicit")
 E5_OVERRIDES: dict[str, dict[str, Any]] = {"iresnet": {"blocks": (BLOCKS,)}, "resflow": {"blocks": (BLOCKS,)}}
-E5_VARIANTS: tuple[str, ...] = ("plain", "+Lipschitz", "+log-det")
-PUBLISHED_E5 = "i-ResNet paper (E5, images, their GPU): plain 0.31 s, + spectral norm 0.57 s, + log-det 1.88 s"
 
 
-# ------------------------------------------------------------------------------------------------ timing harness
-@dataclass
-class Contender:
-    """One model in an interleaved timing run.
-
-    ``prepare(i)`` sets up step i untimed (batch copy, RNG plan); ``step()`` is the timed training step and returns
-    the loss; ``terms()`` the number of log-det series terms of the last step (summed over blocks), if any.
-    """
-
-    label: str
-    module: nn.Module
-    prepare: Callable[[int], None]
-    step: Callable[[], float]
-    terms: Callable[[], float] | None = None
-
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.module.parameters() if p.requires_grad)
-
-
-@dataclass
-class Measurement:
-    contender: Contender
-    wall: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-    terms: list[float] = field(default_factory=list)
-    last_loss: float = float("nan")
-
-    @property
-    def median_ms(self) -> float:
-        return median_iqr(self.wall)[0] * 1e3
-
-    @property
-    def iqr_ms(self) -> float:
-        return median_iqr(self.wall)[1] * 1e3
-
-    @property
-    def cpu_ms(self) -> float:
-        return median_iqr(self.cpu)[0] * 1e3
-
-    @property
-    def mean_terms(self) -> float:
-        return sum(self.terms) / len(self.terms) if self.terms else float("nan")
-
-
-def measure_interleaved(
-    contenders: Sequence[Contender], *, warmup: int, rounds: int, per_round: int
-) -> list[Measurement]:
-    """Warm every contender up, then ``rounds`` rounds of ``per_round`` timed steps each, starting contender rotated.
-
-    Every contender runs the same sequence of step indices (warm-up included), so index-keyed plans line up.
-    """
-    results = [Measurement(c) for c in contenders]
-    counters = [0] * len(contenders)
-
-    def run(k: int, record: bool) -> None:
-        contender, result = contenders[k], results[k]
-        contender.prepare(counters[k])
-        counters[k] += 1
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        loss = contender.step()
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        result.last_loss = loss
-        if record:
-            result.wall.append(wall)
-            result.cpu.append(cpu)
-            if contender.terms is not None:
-                result.terms.append(contender.terms())
-
-    for k in range(len(contenders)):
-        for _ in range(warmup):
-            run(k, record=False)
-    gc.collect()
-    for r in range(rounds):
-        for j in range(len(contenders)):
-            k = (j + r) % len(contenders)
-            for _ in range(per_round):
-                run(k, record=True)
-    return results
+# the timing harness (Contender, Measurement, measure_interleaved, training_step) is nflab.flows.analysis.runtime's
 
 
 def toy_batches(n_batches: int, *, seed: int = 0, batch: int = BATCH) -> list[Tensor]:
     """``n_batches`` float32 checkerboard batches from nflab's generator (drawn once, before any timing)."""
     g = torch.Generator().manual_seed(seed)
     return [nf.data.sample_toy("checkerboard", batch, generator=g) for _ in range(n_batches)]
-
-
-def training_step(
-    module: nn.Module,
-    log_prob: Callable[[Tensor], Tensor],
-    batch: Callable[[], Tensor],
-    *,
-    after_step: Callable[[], None],
-    lr: float = LR,
-) -> Callable[[], float]:
-    """zero_grad, loss = −mean log p(x), backward, Adam step, ``after_step()`` (power iterations); returns the loss."""
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
-
-    def step() -> float:
-        opt.zero_grad(set_to_none=True)
-        loss = -log_prob(batch()).mean()
-        loss.backward()
-        opt.step()
-        after_step()
-        return float(loss.detach())
-
-    return step
 
 
 # ------------------------------------------------------------------------------------------- equal-work roulette
@@ -419,99 +328,17 @@ def run_part1(args: argparse.Namespace, batches: Sequence[Tensor], timing: dict[
 
 
 # ------------------------------------------------------------------------------------------------------ part 2
-class NoLogDet(nn.Module):
-    """Stands in for a block's ``PowerSeriesLogDet``: returns (g(x), 0) — the block's map without any log-det.
-
-    Its ``config`` says ``exact`` (no series), so the block hands it the plain branch, without the derivative cache
-    that only serves the series' Jacobian products.
-    """
-
-    last_n_terms = 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.config = LogDetConfig(kind="exact")
-
-    def configure(self, config: Any) -> None:
-        """Estimator options do not apply: there is no estimate."""
-
-    def forward(
-        self, g: Callable[[Tensor], Tensor], x: Tensor, *, training: bool, params: Sequence[Tensor] = ()
-    ) -> tuple[Tensor, Tensor]:
-        return g(x), x.new_zeros(x.shape[0])
-
-
-def without_logdet(model: nn.Module) -> nn.Module:
-    """Replace every log-det estimator of ``model`` by ``NoLogDet`` (in place); returns ``model``."""
-    for block in [m for m in model.modules() if isinstance(m, EstimatedLogDetBlock)]:
-        for name, child in list(block.named_children()):
-            if isinstance(child, PowerSeriesLogDet):
-                setattr(block, name, NoLogDet())
-    return model
-
-
-def plain_linear(layer: SpectralLinear) -> nn.Linear:
-    """An ordinary ``nn.Linear`` holding ``layer``'s current normalised weight and bias (no normalisation after)."""
-    linear = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
-    with torch.no_grad():
-        linear.weight.copy_(layer.normalized_weight())
-        if layer.bias is not None:
-            linear.bias.copy_(layer.bias)
-    return linear.to(layer.weight.dtype)
-
-
-def without_spectral_norm(model: nn.Module) -> nn.Module:
-    """Replace every ``SpectralLinear`` of ``model`` by ``plain_linear`` (in place); returns ``model``."""
-    swaps = [
-        (parent, name, child)
-        for parent in model.modules()
-        for name, child in parent.named_children()
-        if isinstance(child, SpectralLinear)
-    ]
-    for parent, name, child in swaps:
-        setattr(parent, name, plain_linear(child))
-    return model
-
-
 def build_e5_variant(family: str, variant: str, *, blocks: int | None = None, seed: int = 0) -> nf.Flow:
-    """The toy model of ``family`` as ``plain``, ``+Lipschitz`` or ``+log-det`` (see the module docstring)."""
-    if variant not in E5_VARIANTS:
-        raise ValueError(f"variant must be one of {E5_VARIANTS}, got {variant!r}")
+    """The toy model of ``family`` as ``plain``, ``+Lipschitz`` or ``+log-det`` (``runtime.build_variant``), with this
+    suite's block counts."""
     options = dict(E5_OVERRIDES.get(family, {}))
     if blocks is not None:
         options["blocks"] = (blocks,)
-    torch.manual_seed(seed)
-    flow = nf.build(family, (DIM,), **options)
-    if variant != "+log-det":
-        without_logdet(flow)
-    if variant == "plain":
-        without_spectral_norm(flow)
-    return flow.float().train()
-
-
-def squared_norm(flow: nf.Flow) -> Callable[[Tensor], Tensor]:
-    """x ↦ −Σ_i z_i² per sample (so that ``training_step``'s −mean gives mean Σ z²)."""
-    return lambda x: -flow(x)[0].pow(2).sum(dim=1)
+    return build_variant(family, variant, seed=seed, **options)
 
 
 def e5_contender(family: str, variant: str, batches: Sequence[Tensor], *, blocks: int | None) -> Contender:
-    flow = build_e5_variant(family, variant, blocks=blocks)
-    current: list[Tensor] = [batches[0]]
-
-    def prepare(i: int) -> None:
-        current[0] = batches[i % len(batches)]
-        torch.manual_seed(i)  # the same estimator draws for every variant and run
-
-    def power_iterations() -> None:
-        hooks.after_optimizer_step(flow)
-
-    if variant == "+log-det":
-        step = training_step(flow, flow.log_prob, lambda: current[0], after_step=power_iterations)
-    elif variant == "+Lipschitz":
-        step = training_step(flow, squared_norm(flow), lambda: current[0], after_step=power_iterations)
-    else:
-        step = training_step(flow, squared_norm(flow), lambda: current[0], after_step=lambda: None, lr=0.0)
-    return Contender(f"{family} {variant}", flow, prepare, step)
+    return variant_contender(build_e5_variant(family, variant, blocks=blocks), family, variant, batches)
 
 
 def run_part2(args: argparse.Namespace, batches: Sequence[Tensor], timing: dict[str, int]) -> Table:

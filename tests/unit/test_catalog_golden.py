@@ -32,7 +32,9 @@ RENAMED = {"ffjord": {"divergence": "estimator", "noise": "probe"}}
 RENAMED_VALUES = {("ffjord", "estimator"): {"brute_force": "exact", "hutchinson": "hutchinson"}}
 NEW_OPTIONS = {"n_probes"}
 RESOLVED_NOW = {"padding_std": {None: 1.0}, "padding_samples": {None: 100}}
-CAMPAIGNS = [name for name in list_catalog() if not name.startswith("tune-")]  # tuned pipelines came later
+# tuned pipelines, the E3 image pipelines, E6 and the FFJORD-vs-Glow comparison came later
+LATER = ("tune-", "e3-", "e6-", "ffjord-glow")
+CAMPAIGNS = [name for name in list_catalog() if not name.startswith(LATER)]
 
 
 def _key(overrides: dict[str, Any]) -> str:

@@ -188,3 +188,25 @@ def test_pipeline_built_in_python_expands() -> None:
     assert len(specs) == 2
     with pytest.raises(PipelineError, match=r"^<pipeline> model\.family: 'nope' is not one of: "):
         expand(Pipeline(name="py", dataset={"name": "rings"}, model={"family": "nope"}))
+
+
+def test_config_axis_sets_several_sections_together() -> None:
+    """``matrix.config``: each value sets options of several sections at once (a family with its own protocol)."""
+    text = BASE + (
+        "matrix:\n  config:\n"
+        "    - {model: {family: glow}, train: {optimizer: adamax, lr: 0.002}}\n"
+        "    - {model: {family: nice}, train: {batch_size: 32}, resources: {gpu: 0.5}}\n"
+        "  train.seed: [0, 1]\n"
+    )
+    specs = runs(text)
+    assert len(specs) == 4
+    glow, nice = specs[0], specs[2]
+    assert glow.config["model"]["family"] == "glow" and glow.config["train"]["optimizer"] == "adamax"
+    assert glow.overrides["train.lr"] == 0.002 and glow.overrides["model.family"] == "glow"
+    assert nice.config["train"]["batch_size"] == 32 and nice.config["train"]["optimizer"] == "adam"
+    assert nice.config["resources"]["gpu"] == 0.5 and glow.config["resources"]["gpu"] == 0
+    with pytest.raises(PipelineError, match="'trian' is not a section"):
+        runs(BASE + "matrix:\n  config:\n    - {trian: {steps: 3}}\n")
+    bad = BASE + "matrix:\n  config:\n    - {model: {family: glow}}\n    - {model: {family: glow, depth: -1}}\n"
+    with pytest.raises(PipelineError, match=r"camp.yaml:9 model.depth: -1"):
+        runs(bad)
