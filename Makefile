@@ -27,6 +27,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-browser.sh
 	$(PY) -m pytest -q -m "not slow" --timeout=900 --durations=25
 
 test-slow: $(STAMP)

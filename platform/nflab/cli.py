@@ -314,9 +314,6 @@ def _fmt(v: float | None) -> str:
 # ------------------------------------------------------------------------------------ read commands
 
 
-SELECTIONS = ("best", "mean", "final")
-
-
 @app.command()
 def leaderboard(
     dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
@@ -347,7 +344,7 @@ def leaderboard(
 
     def body() -> int:
         from nflab import leaderboard as lb
-        from nflab.reference_results import references
+        from nflab.leaderboard import SELECTIONS
 
         if select not in SELECTIONS:
             raise BadInput(f"--select: {select!r} is not one of: {', '.join(SELECTIONS)}")
@@ -365,8 +362,7 @@ def leaderboard(
                 known = ", ".join(studies) or "none"
                 raise BadInput(f"--study: {study!r} is not a study in the store; studies: {known}")
         if metric is not None:
-            known = {m for ms in store.result_metrics(dataset=dataset).values() for m in ms}
-            known |= {r.metric for r in references(dataset=dataset)} if reference else set()
+            known = lb.known_metrics(store, dataset=dataset, include_reference=reference)
             if metric not in known:
                 allowed = ", ".join(sorted(known)) or "none (no finished runs)"
                 raise BadInput(f"--metric: {metric!r} is not one of the recorded metrics: {allowed}")
@@ -771,7 +767,7 @@ def config_show(json_out: Annotated[bool, typer.Option("--json", help="print JSO
     _guard(body)
 
 
-from nflab import cli_repro, cli_tune  # noqa: E402,F401 - register `nflab repro` and `nflab tune` on the app
+from nflab import cli_repro, cli_serve, cli_tune  # noqa: E402,F401 - register `nflab repro`, `serve` and `tune`
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ from nflab.richtext import SafeTable
 from nflab.store import Store
 
 METRIC_PREFERENCE = ("bpd", "nats", "mse")
+SELECTIONS = ("best", "mean", "final")  # result kinds a leaderboard can be drawn from
 CERTIFICATES = ("jacobian_condition", "jacobian_norm", "inversion_error", "logdet_gap")
 QUANTITY_LABELS = {
     "exact": "exact likelihood",
@@ -344,6 +345,15 @@ def _rank(rows: list[Row], group_by: str | None, versus: str | None) -> list[Row
             r.rank or 0,
         ),
     )
+
+
+def known_metrics(store: Store, *, dataset: str | None = None, include_reference: bool = True) -> set[str]:
+    """The metrics a leaderboard of ``dataset`` (every dataset: None) can show: those recorded for finished runs,
+    and the published ones when reference rows are included."""
+    known = {m for ms in store.result_metrics(dataset=dataset).values() for m in ms}
+    if include_reference:
+        known |= {r.metric for r in references(dataset=dataset)}
+    return known
 
 
 def leaderboard(

@@ -603,6 +603,67 @@ class Store:
                 out.setdefault(ds or "?", []).append(metric)
         return {k: sorted(v) for k, v in sorted(out.items())}
 
+    # -- read side of the web leaderboard (nflab serve) -----------------------------------------------------
+
+    def change_marker(self) -> tuple[Any, ...]:
+        """A cheap fingerprint of what the leaderboard reads: it changes whenever a run or result is added,
+        a run starts, or a run is recorded or ends (``record_result`` stamps ``finished_at`` each time), or a study's
+        summary is recorded. Caches of derived views compare it before serving."""
+        with self._read() as s:
+            results = s.execute(select(func.count(), func.max(Result.id))).one()
+            runs = s.execute(
+                select(func.count(), func.max(Run.created_at), func.max(Run.started_at), func.max(Run.finished_at))
+            ).one()
+            campaigns = s.execute(select(func.count(), func.max(Campaign.created_at))).one()
+            studies = s.execute(select(func.count(), func.max(Study.updated_at))).one()
+        return (*tuple(results), *(str(v) for v in (*runs, *campaigns, *studies)))
+
+    def run_facets(self) -> dict[str, list[str]]:
+        """The distinct campaign names, families and datasets of all runs (filter choices), sorted."""
+        with self._read() as s:
+            names = s.scalars(select(Campaign.name).distinct())
+            families = s.scalars(select(Run.family).where(Run.family.is_not(None)).distinct())
+            datasets = s.scalars(select(Run.dataset).where(Run.dataset.is_not(None)).distinct())
+            return {"campaigns": sorted(names), "families": sorted(families), "datasets": sorted(datasets)}
+
+    def run_locations(self, run_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """``{run id: (campaign id, run key)}`` of the given runs (unknown ids left out): where their files are."""
+        ids = list(dict.fromkeys(run_ids))
+        out: dict[str, tuple[str, str]] = {}
+        with self._read() as s:
+            for start in range(0, len(ids), _CHUNK):
+                stmt = select(Run.id, Run.campaign_id, Run.run_key).where(Run.id.in_(ids[start : start + _CHUNK]))
+                out.update({rid: (cid, key) for rid, cid, key in s.execute(stmt)})
+        return out
+
+    def runs_of_config(self, config_hash: str) -> list[dict[str, Any]]:
+        """Every run of one configuration (any campaign, any status), oldest first, each with its campaign name,
+        results and checkpoints; empty when no run has this config hash."""
+        with self._read() as s:
+            stmt = (
+                select(Run, Campaign.name, Campaign.mlflow_experiment_id)
+                .join(Campaign, Campaign.id == Run.campaign_id)
+                .where(Run.config_hash == config_hash)
+                .order_by(Run.created_at, Run.run_key)
+            )
+            runs = []
+            for run, name, experiment in s.execute(stmt):
+                row = _row(run)
+                row["campaign_name"], row["mlflow_experiment_id"] = name, experiment
+                runs.append(row)
+            ids = [r["id"] for r in runs]
+            results: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+            checkpoints: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                for r in s.scalars(select(Result).where(Result.run_id.in_(chunk)).order_by(Result.metric)):
+                    results[r.run_id].append(_row(r))
+                for c in s.scalars(select(Checkpoint).where(Checkpoint.run_id.in_(chunk)).order_by(Checkpoint.step)):
+                    checkpoints[c.run_id].append(_row(c))
+            for run in runs:
+                run["results"], run["checkpoints"] = results[run["id"]], checkpoints[run["id"]]
+            return runs
+
     # -- schedules and repro checks -------------------------------------------------------------------------
 
     # -- tuning studies ---------------------------------------------------------------------------------------
