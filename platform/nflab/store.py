@@ -607,8 +607,9 @@ class Store:
 
     def change_marker(self) -> tuple[Any, ...]:
         """A cheap fingerprint of what the leaderboard reads: it changes whenever a run or result is added,
-        a run starts, or a run is recorded or ends (``record_result`` stamps ``finished_at`` each time), or a study's
-        summary is recorded. Caches of derived views compare it before serving."""
+        a run starts, or a run is recorded or ends (``record_result`` stamps ``finished_at`` each time), a study's
+        summary is recorded, or a reproducibility schedule or check is added or ends (the repro badges).
+        Caches of derived views compare it before serving."""
         with self._read() as s:
             results = s.execute(select(func.count(), func.max(Result.id))).one()
             runs = s.execute(
@@ -616,7 +617,9 @@ class Store:
             ).one()
             campaigns = s.execute(select(func.count(), func.max(Campaign.created_at))).one()
             studies = s.execute(select(func.count(), func.max(Study.updated_at))).one()
-        return (*tuple(results), *(str(v) for v in (*runs, *campaigns, *studies)))
+            schedules = s.execute(select(func.count(), func.max(Schedule.id))).one()
+            checks = s.execute(select(func.count(), func.max(ReproCheck.id), func.max(ReproCheck.finished_at))).one()
+        return (*tuple(results), *(str(v) for v in (*runs, *campaigns, *studies, *schedules, *checks)))
 
     def run_facets(self) -> dict[str, list[str]]:
         """The distinct campaign names, families and datasets of all runs (filter choices), sorted."""

@@ -536,3 +536,37 @@ def test_pages_are_live(served: Served) -> None:
         time.sleep(0.3)
     assert len(after) == len(before) + 1 and after[0]["config_hash"] == "e" * 64 and after[0]["mean"] == 1.25
     assert "late-campaign" in page
+
+
+def test_repro_badge_and_history(served: Served, home_env: Path) -> None:
+    """A configuration pinned by a schedule shows its newest verdict — the CLI leaderboard's own ``repro`` cell — in
+    the leaderboard and configuration pages and API, and the schedule's checks on the configuration page (runs last
+    with the live test: it adds rows; the verdicts themselves are judged in test_repro.py)."""
+    config = served.configs[0]
+    sched = served.store.add_schedule(
+        "<b>weekly</b>", served.toy_campaign, cron="@weekly", target_kind="campaign",
+        pin={"specs": [{"config_hash": config, "run_key": "k", "seed": 0}]},
+    )  # fmt: skip
+    check = served.store.claim_check(sched, None, trigger="manual", host="test", pid=os.getpid())
+    assert check is not None
+    worst = {"metric": "nats", "delta": 0.12, "sigmas": 4.1}
+    served.store.finish_check(
+        check["id"], status="drift", reason="nats drifted", details={"worst": worst}, finished_at=check["created_at"]
+    )
+    cli = _cli("leaderboard", "--json", "--no-reference", "--dataset", "8gaussians")
+    cli_row = next(r for r in json.loads(cli.stdout) if r["config_hash"] == config)
+    assert cli_row["repro"].startswith("✘ drift +0.12 nats (4.1σ)")
+    deadline = time.monotonic() + 30
+    while True:  # the first request after the change may get the previous value while the new one is computed
+        api = served.client.get("/api/leaderboard?dataset=8gaussians&reference=no").json()
+        api_row = next(r for r in api if r["config_hash"] == config)
+        page = served.client.get("/leaderboard?dataset=8gaussians").text
+        if (api_row["repro"] and "badge repro drift" in page) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert api_row["repro"] == cli_row["repro"]
+    assert f'<span class="badge repro drift">{html.escape(cli_row["repro"])}</span>' in page
+    data = served.client.get(f"/api/configs/{config}").json()
+    assert [(c["schedule"], c["status"]) for c in data["repro"]] == [("<b>weekly</b>", "drift")]
+    config_page = served.client.get(f"/configs/{config}").text
+    assert "&lt;b&gt;weekly&lt;/b&gt;" in config_page and "<b>weekly</b>" not in config_page

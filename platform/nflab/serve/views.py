@@ -48,19 +48,27 @@ class NotFound(LookupError):
     """No such configuration, campaign, run, study or file (HTTP 404)."""
 
 
-def repro_badge(store: Store, row: lb.Row) -> dict[str, Any] | None:
-    """The reproducibility badge of a leaderboard row: its last verdict and date (``{"status", "date", "schedule"}``),
-    or None when the row was never re-verified.
+_VERDICT_WORDS = ("reproduced", "drift", "env-changed", "failed")
 
-    Hook for the scheduled reproducibility runs (``nflab repro``): they record their verdicts in the store's repro
-    checks; until a verdict can be tied to a configuration there is none to show.
-    """
-    return None
+
+def repro_badge(store: Store, row: lb.Row) -> dict[str, Any] | None:
+    """The reproducibility badge of a leaderboard row — the leaderboard's own ``repro`` cell (the newest verdict of
+    the schedules pinning the configuration, ``nflab repro``) with its verdict word for styling — or None when no
+    schedule pins the row's configuration."""
+    if not row.repro:
+        return None
+    status = next((w for w in row.repro.split() if w in _VERDICT_WORDS), "pinned")
+    return {"status": status, "text": row.repro}
 
 
 def repro_history(store: Store, config_hash: str) -> list[dict[str, Any]]:
-    """The reproducibility checks of one configuration, newest first (see :func:`repro_badge`): none yet."""
-    return []
+    """The reproducibility checks of the schedules that pin one configuration, newest first, each with its
+    schedule's name."""
+    checks = []
+    for sched in store.list_schedules():
+        if any(spec.get("config_hash") == config_hash for spec in (sched.get("pin") or {}).get("specs") or []):
+            checks += [{**c, "schedule": sched["name"]} for c in store.list_repro_checks(sched["id"])]
+    return sorted(checks, key=lambda c: (c["created_at"], c["id"]), reverse=True)
 
 
 @dataclass
