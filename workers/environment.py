@@ -122,3 +122,13 @@ def code_version() -> dict[str, Any]:
         return out
     out.update(commit=commit or None, dirty=bool(status.strip()))
     return out
+
+
+def code_version_label(version: Mapping[str, Any] | None = None) -> str:
+    """:func:`code_version` as one short label for a run row: ``0.1.0`` or ``0.1.0+g1a2b3c4d5e6f`` (``.dirty`` with
+    uncommitted changes)."""
+    v = code_version() if version is None else version
+    label = str(v.get("version") or "unknown")
+    if v.get("commit"):
+        label += f"+g{str(v['commit'])[:12]}" + (".dirty" if v.get("dirty") else "")
+    return label[:100]

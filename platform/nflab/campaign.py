@@ -29,6 +29,7 @@ from nflab.pipelines import (
 from nflab.settings import Settings, redact
 from nflab.store import Store, StoreLookupError, dataset_label, family_label
 from nflab.tracking import ensure_experiment
+from nflab.workers.environment import code_version_label
 
 
 @dataclass
@@ -231,7 +232,7 @@ def run_campaign(
             f"campaign: {campaign_id!r} is not in the store at {redact(store.url)}; allowed: a campaign of this store "
             "(a submitted job's environment must set NFLAB_DB_URL to the submitter's store)"
         ) from None
-    run_ids = store.add_runs(campaign_id, prepared.specs)
+    run_ids = store.add_runs(campaign_id, prepared.specs, code_version=code_version_label())
     status = {r["run_key"]: r["status"] for r in store.list_runs(campaign_id)}
     todo = [s for s in prepared.specs if status.get(s["run_key"]) != "finished"]
     outcome.skipped = [s["run_key"] for s in prepared.specs if status.get(s["run_key"]) == "finished"]

@@ -713,7 +713,9 @@ def submit(
         target = plan(address, settings)  # the cluster answers and takes the token, before anything is written
         store = _store(settings)
         campaign_id = open_campaign(store, prepared, settings, fresh=True)
-        store.add_runs(campaign_id, prepared.specs)
+        from nflab.workers.environment import code_version_label
+
+        store.add_runs(campaign_id, prepared.specs, code_version=code_version_label())
         try:
             submission_id = start(target, campaign_id, settings)
         except Exception as exc:

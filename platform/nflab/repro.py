@@ -670,7 +670,9 @@ def _start_campaign(
     prepared = PreparedCampaign(name, specs, text, fingerprint, name)
     campaign_id = open_campaign(store, prepared, settings, fresh=True)
     store.finish_check(check["id"], campaign_id=campaign_id)
-    store.add_runs(campaign_id, specs)
+    from nflab.workers.environment import code_version_label
+
+    store.add_runs(campaign_id, specs, code_version=code_version_label())
     return campaign_id
 
 

@@ -250,6 +250,9 @@ class StudyDriver:
         self.parent_run_id = self._parent_run()
         self.runner: Any = None
         self.active: dict[str, _Active] = {}
+        from nflab.workers.environment import code_version_label
+
+        self.code_version = code_version_label()
 
     # -- set-up -------------------------------------------------------------------------------------------------
 
@@ -385,7 +388,7 @@ class StudyDriver:
             TRIAL_TAG: str(trial.number),
             "mlflow.parentRunId": self.parent_run_id,
         }
-        run_id = self.store.add_runs(self.campaign_id, [spec])[spec["run_key"]]
+        run_id = self.store.add_runs(self.campaign_id, [spec], code_version=self.code_version)[spec["run_key"]]
         self.store.mark_running(run_id)
         trial.set_user_attr("nflab.run_key", spec["run_key"])
         trial.set_user_attr("nflab.run_id", run_id)

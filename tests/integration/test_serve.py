@@ -250,6 +250,9 @@ def test_configuration_page(served: Served) -> None:
     assert any(o["differs"] for o in data["options"])  # the small preset is not the published default
     assert all(r["images"] for r in data["runs"])
     assert all(r["mlflow_url"].startswith("http://mlflow.example:5000/#/experiments/") for r in data["runs"])
+    from nflab.workers.environment import code_version_label
+
+    assert data["code_versions"] == [code_version_label()]  # what ran: package version (+ git commit here)
     page = served.client.get(f"/configs/{config}").text
     assert 'id="curve-train_loss"' in page and "<svg" in page and 'class="differs"' in page
     for image in data["runs"][0]["images"]:
