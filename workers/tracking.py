@@ -2,9 +2,10 @@
 
 - One experiment per campaign, created race-safely; when nflab creates it for a ``sqlite:///…/mlflow.db``
   store, artifacts go to ``artifacts/`` next to the database file.
-- One MLflow run per nflab run, tagged ``nflab.run_id``/``run_key``/``config_hash``/``campaign``. Its id is kept
-  in ``<run_dir>/run.json``; a resumed run continues the same MLflow run, and metrics at steps already logged
-  (before a crash) are skipped, so histories have no duplicated steps.
+- One MLflow run per nflab run, tagged ``nflab.run_id``/``run_key``/``config_hash``/``campaign`` and
+  ``nflab.environment`` (the worker's environment fingerprint: versions, BLAS, CPU, CUDA, determinism, as JSON).
+  Its id is kept in ``<run_dir>/run.json``; a resumed run continues the same MLflow run, and metrics at steps
+  already logged (before a crash) are skipped, so histories have no duplicated steps.
 - Every call is retried with exponential backoff on transient store errors ("database is locked",
   OperationalError…), since several processes may write one SQLite file.
 """
@@ -22,7 +23,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from .environment import environment_fingerprint
+
 T = TypeVar("T")
+ENVIRONMENT_TAG = "nflab.environment"
 
 MAX_PARAM_VALUE = 500
 PARAM_BATCH = 100
@@ -140,6 +144,7 @@ class Tracker:
                 "nflab.config_hash": spec.get("config_hash", ""),
                 "nflab.campaign": spec.get("campaign", ""),
                 **{str(k): str(v) for k, v in (spec.get("tags") or {}).items()},  # e.g. nflab.study, nflab.trial
+                ENVIRONMENT_TAG: json.dumps(environment_fingerprint(), sort_keys=True),  # where it ran (no secrets)
             }
             run = with_retry(client.create_run, exp_id, tags=tags, run_name=spec["run_key"])
             run_id = run.info.run_id

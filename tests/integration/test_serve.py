@@ -253,6 +253,9 @@ def test_configuration_page(served: Served) -> None:
     from nflab.workers.environment import code_version_label
 
     assert data["code_versions"] == [code_version_label()]  # what ran: package version (+ git commit here)
+    import torch
+
+    assert all(r["environment"]["torch"] == torch.__version__ and r["environment"]["cuda"] for r in data["runs"])
     page = served.client.get(f"/configs/{config}").text
     assert 'id="curve-train_loss"' in page and "<svg" in page and 'class="differs"' in page
     for image in data["runs"][0]["images"]:

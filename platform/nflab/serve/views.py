@@ -11,6 +11,7 @@ before anything is asked of the store: an unknown value is :class:`BadParameter`
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -415,6 +416,7 @@ class Views:
             "n_params": run.get("n_params"),
             "preset": run.get("preset"),
             "code_version": run.get("code_version"),
+            "environment": self._mlflow_environment(run.get("mlflow_run_id")),
             "data_digest": run.get("data_digest"),
             "started_at": run.get("started_at"),
             "finished_at": run.get("finished_at"),
@@ -425,6 +427,21 @@ class Views:
                 {"step": c["step"], "kind": c["kind"], "sha256": c.get("sha256")} for c in run.get("checkpoints", [])
             ],
         }
+
+    def _mlflow_environment(self, mlflow_run_id: str | None) -> dict[str, Any]:
+        """The environment fingerprint the worker tagged its MLflow run with (empty when there is none)."""
+        if not mlflow_run_id:
+            return {}
+        try:
+            from mlflow.tracking import MlflowClient
+
+            from nflab.workers.tracking import ENVIRONMENT_TAG, absolute_tracking_uri
+
+            client = MlflowClient(tracking_uri=absolute_tracking_uri(self.settings.mlflow_tracking_uri))
+            found = json.loads(client.get_run(mlflow_run_id).data.tags.get(ENVIRONMENT_TAG) or "{}")
+        except Exception:  # MLflow unreachable or the run gone: the page shows the rest
+            return {}
+        return found if isinstance(found, dict) else {}
 
     def _mlflow_url(self, experiment_id: str | None, run_id: str | None) -> str | None:
         if self.mlflow_ui_url is None or not experiment_id or not run_id:
