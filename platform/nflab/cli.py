@@ -679,7 +679,8 @@ def models(
                 )
                 tunable = " ".join(x for x in (",".join(spec.spaces), rng) if x)
             table.add_row(key, spec.allowed, *shown, tunable, spec.doc)
-        console.print(table)
+        # a terminal wraps the table to its width; piped (a file, a test) it is printed whole, one option per line
+        (console if sys.stdout.isatty() else make_console(width=1000)).print(table)
         console.print("a preset column shows only the values that differ from the default", highlight=False)
         return EXIT_OK
 

@@ -40,6 +40,9 @@ def _wait_for(home: Path, campaign_id: str, done: set[str], timeout: float) -> d
     pytest.fail(f"campaign {campaign_id} did not reach {done} in {timeout} s")
 
 
+# slow (about 50 s each on 2 cores): submit and cancel through a cluster's Jobs API stay in the default suite
+# (tests/team/test_cluster_submit.py); these two drive the local background driver.
+@pytest.mark.slow
 def test_submit_returns_at_once_and_the_campaign_finishes(tmp_path: Path) -> None:
     home = tmp_path / "home"
     pipeline = tmp_path / "p.yaml"
@@ -55,6 +58,7 @@ def test_submit_returns_at_once_and_the_campaign_finishes(tmp_path: Path) -> Non
     assert [r["status"] for r in status["runs"]] == ["finished"]
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_submitted_campaign(tmp_path: Path) -> None:
     home = tmp_path / "home"
     pipeline = tmp_path / "p.yaml"

@@ -79,6 +79,7 @@ print(ray.get_runtime_context().gcs_address)
 """
 
 
+@pytest.mark.slow  # about 22 s: a real `ray start --head`, stopped, then a local Ray started beside its leftovers
 def test_ensure_ray_ignores_a_dead_cluster_in_rays_temp_folder(short_tmp: Path) -> None:
     """The driver's Ray, without an address, while Ray's temp folder records a dead cluster (a bare ``ray.init()``
     retried its GCS for minutes): a new local Ray, in seconds."""
