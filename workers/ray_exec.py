@@ -27,7 +27,6 @@ from typing import Any
 
 import ray
 
-from .execute import execute_run, failed_result
 from .progress import ProgressActor, throttled_reporter
 from .raynet import AUTH_HELP, RayAddressError, check_address, enable_token_auth_if_available
 from .storage import Folder, check_uri, join
@@ -92,16 +91,17 @@ def _run_in_task(
     """Body of the Ray task (campaign runs and study trials): announce the start, fit torch's threads to the task,
     then execute the run, reporting progress to the mailbox (``every_evaluation``: each evaluation at once, for a
     pruner; otherwise throttled)."""
+    from .execute import execute_run  # here, not at the top: the driver never imports torch's training stack
     from .trials import evaluation_reporter
 
     reporter = evaluation_reporter if every_evaluation else throttled_reporter
     node = ray.get_runtime_context().get_node_id()
     attempt = {"attempt": f"{node}:{os.getpid()}"}  # a retry runs in another process: another attempt
-    # Delivered before the run begins (one actor round trip): a worker killed a moment later, or a retry that
-    # finishes within one driver poll, must not lose its attempt's "start". execute_run then writes the pid file.
-    # (A call queued for a mailbox actor still being created dies with the worker.) No mailbox: progress is lost.
-    with contextlib.suppress(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-        ray.get(mailbox.report.remote("start", spec["run_key"], 0, 0, attempt), timeout=60)
+    # Posted, never awaited: a task blocked in ray.get hands its CPU back to the raylet, which then starts a new
+    # worker process for a queued run (oversubscribed cores and a fresh process paying torch's and MLflow's lazy
+    # imports). The mailbox is alive before any task is submitted (see start_mailbox()), so the call leaves at once;
+    # the relay puts a start before its run's result if the result arrives first. No mailbox: progress is lost.
+    mailbox.report.remote("start", spec["run_key"], 0, 0, attempt)
     fit_threads(_task_options(spec)["num_cpus"])
 
     return execute_run(
@@ -220,12 +220,16 @@ class RunEventRelay:
         self.on_result(key, result)
 
 
-def _driver_mailbox() -> Any:
-    """The progress mailbox, pinned to the driver's own node: a worker node lost mid-campaign cannot take it along."""
+def start_mailbox() -> Any:
+    """The progress mailbox of a campaign or study, alive when this returns (a task's first post then leaves at
+    once, instead of queueing for an actor still being created and dying with a worker killed a moment later);
+    pinned to the driver's own node, so that a worker node lost mid-campaign cannot take it along."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
-    return ProgressActor.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+    actor = ProgressActor.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+    ray.get(actor.drain.remote(), timeout=120)
+    return actor
 
 
 def _drain(mailbox: Any) -> list[tuple[str, str, int, int, dict]]:
@@ -261,7 +265,7 @@ def run_specs(
     uri = absolute_tracking_uri(tracking_uri)
     root = str(Path(data_root).resolve()) if data_root else None
     prepare_tracking(uri, experiment_name)
-    mailbox = _driver_mailbox()
+    mailbox = start_mailbox()
     queue = deque(longest_first(specs))
     in_flight: dict[Any, str] = {}
     relay = RunEventRelay(on_result=on_result, on_progress=on_progress, on_start=on_start)
@@ -282,6 +286,17 @@ def run_specs(
         _drive(submit, in_flight, relay, mailbox, workdir_s)
 
 
+def finished_tasks(refs: list[Any], timeout: float) -> list[Any]:
+    """The tasks of ``refs`` that are done: as soon as one is (at most ``timeout`` seconds), with every other one
+    finished by then; a finished run is seen at once, so its CPU gets the next run without waiting for a poll."""
+    if not refs:
+        return []
+    ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+    if ready and len(refs) > 1:
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    return ready
+
+
 def _drive(
     submit: Callable[[], None], in_flight: dict[Any, str], relay: RunEventRelay, mailbox: Any, workdir: str
 ) -> None:
@@ -289,16 +304,15 @@ def _drive(
     try:
         submit()
         while in_flight:
-            refs = list(in_flight)
-            ready, _ = ray.wait(refs, num_returns=1, timeout=POLL_S)
-            if ready and len(refs) > 1:  # every other task done by now, in the same call
-                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            ready = finished_tasks(list(in_flight), POLL_S)
             relay.events(_drain(mailbox), running=set(in_flight.values()))
             for ref in ready:
                 key = in_flight.pop(ref)
                 try:
                     result = ray.get(ref)
                 except (ray.exceptions.RayError, OSError) as exc:
+                    from .execute import failed_result
+
                     result = failed_result(_death_message(exc), mlflow_run_id=_recorded_run_id(workdir, key))
                 relay.result(key, result)
             submit()
@@ -324,6 +338,8 @@ def run_specs_inline(
     """Same contract as :func:`run_specs`, one run after the other in this process (``max_concurrency`` unused)."""
     if not specs:
         return
+    from .execute import execute_run
+
     prepare_tracking(tracking_uri, experiment_name)
     for spec in specs:
         key = spec["run_key"]

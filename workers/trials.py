@@ -16,9 +16,8 @@ from typing import Any
 
 import ray
 
-from .execute import failed_result
-from .progress import MIN_INTERVAL_S, ProgressActor
-from .ray_exec import _death_message, _recorded_run_id, _remote_run, _task_options
+from .progress import MIN_INTERVAL_S
+from .ray_exec import _death_message, _recorded_run_id, _remote_run, _task_options, finished_tasks, start_mailbox
 from .tracking import absolute_tracking_uri, prepare_tracking, with_retry
 
 POLL_S = 0.5
@@ -47,7 +46,7 @@ class TrialRunner:
         self.experiment_name = experiment_name
         self.data_root = str(Path(data_root).resolve()) if data_root else None
         prepare_tracking(self.uri, experiment_name)
-        self.mailbox = ProgressActor.remote()
+        self.mailbox = start_mailbox()
         self.in_flight: dict[Any, str] = {}
 
     @property
@@ -64,10 +63,7 @@ class TrialRunner:
     def poll(self, timeout: float = POLL_S) -> tuple[list[tuple[str, int, dict]], list[tuple[str, dict]]]:
         """``(progress events (run_key, step, metrics) in order, results (run_key, RunResult))`` since the last poll."""
         results: list[tuple[str, dict]] = []
-        if self.in_flight:
-            ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=timeout)
-        else:
-            ready = []
+        ready = finished_tasks(list(self.in_flight), timeout)
         events = [
             (key, step, metrics)
             for kind, key, step, _total, metrics in ray.get(self.mailbox.drain.remote())
@@ -78,6 +74,8 @@ class TrialRunner:
             try:
                 result = ray.get(ref)
             except (ray.exceptions.RayError, OSError) as exc:
+                from .execute import failed_result
+
                 result = failed_result(_death_message(exc), mlflow_run_id=_recorded_run_id(self.workdir, key))
             results.append((key, result))
         return events, results
