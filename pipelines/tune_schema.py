@@ -53,7 +53,8 @@ class SamplerSpec(_Section):
 
 class PrunerSpec(_Section):
     """Optuna pruner ``kind``; ``startup_trials``: trials run to the end before the median pruner prunes;
-    ``warmup_steps``: evaluations before this training step never prune."""
+    ``warmup_steps``: evaluations before this training step never prune (every pruner: the median pruner's warm-up,
+    the first rung of Hyperband and successive halving)."""
 
     kind: Literal[PRUNERS] = "median"  # type: ignore[valid-type]
     startup_trials: Annotated[int, Field(ge=0, le=10**6)] = 2

@@ -142,17 +142,19 @@ def make_sampler(prep: PreparedStudy) -> Any:
 
 
 def make_pruner(prep: PreparedStudy) -> Any:
-    """The study's pruner; its resource is the training step (evaluations every ``train.eval_every``)."""
+    """The study's pruner; its resource is the training step (evaluations every ``train.eval_every``). No pruner
+    decides before ``warmup_steps``: the median pruner's warm-up, the first rung (``min_resource``) of the others."""
     import optuna.pruners as p
 
     spec, train = prep.tune.pruner, prep.pipeline.train
+    first_rung = max(train.eval_every, spec.warmup_steps)
     if spec.kind == "none" or len(prep.objectives) > 1:  # Optuna's pruners take one objective
         return p.NopPruner()
     if spec.kind == "median":
         return p.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_steps)
     if spec.kind == "hyperband":
-        return p.HyperbandPruner(min_resource=train.eval_every, max_resource=train.steps, reduction_factor=3)
-    return p.SuccessiveHalvingPruner(min_resource=train.eval_every, reduction_factor=3)
+        return p.HyperbandPruner(min_resource=first_rung, max_resource=train.steps, reduction_factor=3)
+    return p.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=3)
 
 
 def distributions(dims: Sequence[Dimension]) -> dict[str, Any]:

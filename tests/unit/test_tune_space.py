@@ -167,3 +167,32 @@ def test_every_sampler_and_pruner_works_with_ask_and_tell(sampler: str, pruner: 
                 assert "Study.stop" in str(exc)
     assert len(study.trials) == 4
     assert all(set(t.params) == {d.path for d in prep.dims} for t in study.trials)
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "successive_halving"])
+def test_no_pruner_decides_before_the_warmup_step(pruner: str) -> None:
+    """``pruner.warmup_steps`` holds for every pruner: a clearly worse trial survives every report before it and is
+    pruned at the first report at or after it (Hyperband and successive halving: their first rung)."""
+    from types import SimpleNamespace
+
+    from nflab.tune import make_pruner
+
+    text = BASE.replace("steps: 20, eval_every: 10", "steps: 900, eval_every: 10")
+    pipeline = load_pipeline_text(
+        text + f"  pruner: {{kind: {pruner}, startup_trials: 0, warmup_steps: 300}}\n", "t.yaml"
+    )
+    prep = SimpleNamespace(pipeline=pipeline, tune=pipeline.tune, objectives=["nats"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), pruner=make_pruner(prep))
+    first_pruned: list[int] = []
+    for i in range(12):  # good trials first, then worse and worse ones
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        for step in range(10, 910, 10):
+            trial.report(float(i), step)
+            if trial.should_prune():
+                first_pruned.append(step)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, float(i))
+    assert first_pruned, "no worse trial was pruned at all"
+    assert min(first_pruned) >= 300
