@@ -65,7 +65,6 @@ def pipeline_yaml(name: str, steps: int, *, matrix: bool = True) -> str:
         f"name: {name}",
         f"dataset: {{name: {DATASETS[0]}, test_samples: {TEST_SAMPLES}}}",
         f"model: {{family: {FAMILY}, preset: small}}",
-        "estimator: {kind: exact}",
         f"train: {{steps: {steps}, batch_size: {BATCH}, lr: 1.0e-3, eval_every: {every}, "
         f"checkpoint_every: {every}, log_every: 50, seed: 0}}",
         f"eval: {{batch_size: {TEST_SAMPLES}, exact: true, samples: {PLOT_SAMPLES}}}",

@@ -75,15 +75,25 @@ def render_section(suite: Suite, result: SuiteResult, command: str, when: dt.dat
 
 
 def merge(previous: str, sections: dict[str, str], order: list[str]) -> str:
-    """The new file: the old hand-written header, then every suite's section (new ones replace old ones)."""
-    header, _, generated = previous.partition(GENERATED)
-    if not _:
-        header, generated = DEFAULT_HEADER, ""
-    kept = {m.group("name"): m.group(0) for m in _SECTION.finditer(generated)}
-    kept.update(sections)
-    names = [n for n in order if n in kept] + sorted(n for n in kept if n not in order)
-    body = "\n".join(kept[n].rstrip("\n") + "\n" for n in names)
-    return header.rstrip("\n") + "\n\n" + GENERATED + "\n\n" + body
+    """The new file: every suite's section replaced where it stands, new suites appended in ``order``; everything
+    else (the header, hand-written sections between or after the generated ones) kept as it was."""
+    if GENERATED not in previous:
+        previous = DEFAULT_HEADER.rstrip("\n") + "\n\n" + GENERATED + "\n"
+    replaced: set[str] = set()
+
+    def swap(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in sections:
+            return match.group(0)
+        replaced.add(name)
+        return sections[name].rstrip("\n") + "\n"
+
+    text = _SECTION.sub(swap, previous)
+    new = [n for n in order if n in sections and n not in replaced]
+    new += sorted(n for n in sections if n not in order and n not in replaced)
+    if new:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(sections[n].rstrip("\n") + "\n" for n in new)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,3 +68,16 @@ def test_driver_discovers_the_flows_suite_and_keeps_the_header(tmp_path: Path) -
     assert text.startswith("# my header\n\nhand-written\n")
     assert "<!-- suite:other -->" in text and "<!-- suite:flows -->" in text
     assert "| nice | 8 | nflab |" in text
+
+
+def test_results_keep_hand_written_sections_around_the_generated_ones() -> None:
+    """A suite's new section replaces its old one in place; hand-written text before, between and after stays."""
+    old = (
+        "# h\n\n" + bench_run.GENERATED + "\n\n<!-- suite:a -->\nold a\n<!-- /suite:a -->\n\n## notes on a\n\n"
+        "<!-- suite:b -->\nold b\n<!-- /suite:b -->\n\n## hand-written after\n\ntext\n"
+    )
+    new = bench_run.merge(old, {"a": "<!-- suite:a -->\nnew a\n<!-- /suite:a -->\n",
+                                "c": "<!-- suite:c -->\nnew c\n<!-- /suite:c -->\n"}, ["a", "b", "c"])  # fmt: skip
+    assert "old a" not in new and "new a" in new and "old b" in new and "new c" in new
+    assert new.index("new a") < new.index("## notes on a") < new.index("old b") < new.index("## hand-written after")
+    assert new.index("text") < new.index("new c")

@@ -36,8 +36,16 @@ VARIANTS: dict[str, list[dict]] = {
 ESTIMATED = ("resflow", "idensenet", "iresnet", "monotone", "implicit")
 # the solver-based families differentiate through implicit solves: one image shape keeps the run short
 SLOW_IMAGE_SHAPES = {("monotone", (3, 4, 4)), ("implicit", (3, 4, 4))}
+# FFJORD's 64-dimensional brute-force Jacobian at tolerance 1e-8 takes ~30 s: make test-slow (3x4x4 stays in make test)
+SLOW_CASES = {("ffjord", (1, 8, 8))}
 CASES = [
-    pytest.param(name, shape, opts, id=f"{name}-{'x'.join(map(str, shape))}-{i}")
+    pytest.param(
+        name,
+        shape,
+        opts,
+        id=f"{name}-{'x'.join(map(str, shape))}-{i}",
+        marks=pytest.mark.slow if (name, shape) in SLOW_CASES else (),
+    )
     for name in F.available()
     if getattr(F.registry.family(name), "wraps_base", False) is False  # CIF has no exact likelihood: test_cif.py
     for i, opts in enumerate(VARIANTS.get(name, [{"preset": "small"}]))
