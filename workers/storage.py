@@ -287,14 +287,28 @@ class Folder:
             fs.delete_file(f"{path}/{name}")
 
 
+def _bucket_missing(folder: Folder) -> bool:
+    """Whether the bucket of a remote ``folder`` surely does not exist. pyarrow lists a missing bucket as an empty
+    folder (GCS); credentials that may list objects but not read the bucket itself give no answer (False)."""
+    import pyarrow.fs as pafs
+
+    fs, path = folder._fs()
+    try:
+        return fs.get_file_info(path.split("/", 1)[0]).type == pafs.FileType.NotFound
+    except OSError:
+        return False
+
+
 def probe(uri: str) -> None:
     """Raise :class:`StorageError` (one line) when ``uri`` cannot be listed: a wrong endpoint, bucket or credentials."""
     folder = Folder.of(uri)
     if not folder.remote:
         return
     try:
-        folder.names()
+        missing = not folder.names() and _bucket_missing(folder)
     except StorageError:
         raise
     except Exception as exc:
         raise _fail(uri, f"cannot be reached ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if missing:
+        raise _fail(uri, "names a bucket that does not exist")
