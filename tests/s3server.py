@@ -7,21 +7,17 @@ random per server so that a test can grep every log and store for them.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import loopback
+
 MOTO = str(Path(sys.executable).with_name("moto_server"))
-START_TIMEOUT_S = 60.0
 
 
 def skip_reason() -> str | None:
@@ -33,19 +29,33 @@ def skip_reason() -> str | None:
 
 @dataclass
 class S3Server:
-    proc: subprocess.Popen
-    port: int
+    server: loopback.Loopback
     bucket: str
     env: dict[str, str]
-    log: Path
+
+    scheme = "s3"
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.server.endpoint
 
-    def uri(self, prefix: str) -> str:
+    @property
+    def log(self) -> Path:
+        return self.server.log
+
+    def uri(self, prefix: str, *, bucket: str | None = None) -> str:
         """``s3://<bucket>/<prefix>`` with this server as endpoint (the query names no credential)."""
-        return f"s3://{self.bucket}/{prefix.strip('/')}?endpoint_override={self.endpoint}&scheme=http"
+        return f"s3://{bucket or self.bucket}/{prefix.strip('/')}?endpoint_override={self.endpoint}&scheme=http"
+
+    def dead_uri(self, prefix: str) -> str:
+        """A URI like :meth:`uri` whose endpoint nobody listens on, with short timeouts."""
+        dead = f"{loopback.HOST}:{loopback.free_port()}"
+        query = f"endpoint_override={dead}&scheme=http&connect_timeout=1&request_timeout=1"
+        return f"s3://{self.bucket}/{prefix.strip('/')}?{query}"
 
     @property
     def secrets(self) -> list[str]:
@@ -53,55 +63,23 @@ class S3Server:
         return [self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"]]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        self.server.stop()
 
 
 @contextmanager
 def s3_server(root: Path) -> Iterator[S3Server]:
     """A moto S3 server on 127.0.0.1 with a bucket ``nflab-test`` and random credentials; stopped at the end."""
-    port = _free_port()
+    port = loopback.free_port()
     env = {
         "AWS_ACCESS_KEY_ID": "AKIA" + secrets.token_hex(8).upper(),
         "AWS_SECRET_ACCESS_KEY": "sk" + secrets.token_hex(18),
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
     }
-    log = root / "moto.log"
-    root.mkdir(parents=True, exist_ok=True)
     exe = MOTO if Path(MOTO).exists() else (shutil.which("moto_server") or MOTO)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [exe, "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    server = S3Server(proc, port, "nflab-test", env, log)
+    proc = loopback.start("moto_server", [exe, "-H", loopback.HOST, "-p", str(port)], port, root / "moto.log")
+    server = S3Server(proc, "nflab-test", env)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited:\n{log.read_text(errors='replace')[-2000:]}")
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.settimeout(0.5)
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not listen in {START_TIMEOUT_S} s")
-            time.sleep(0.2)
         _create_bucket(server)
         yield server
     finally:

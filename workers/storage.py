@@ -9,7 +9,15 @@ final name. A run retried on another node first :meth:`Folder.get`\\ s its newes
 
 Credentials come only from the environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``,
 ``GOOGLE_APPLICATION_CREDENTIALS``…, read by pyarrow itself): a URI that carries them is refused. The URI's
-query may name the endpoint (``?endpoint_override=host:port&scheme=http``, for S3-compatible servers).
+query may name the endpoint (``?endpoint_override=host:port&scheme=http``, for S3-compatible servers and GCS
+emulators).
+
+``gs://`` (and ``gcs://``) is opened as pyarrow's ``GcsFileSystem`` built from the query (:data:`GCS_QUERY_KEYS`):
+``endpoint_override``, ``scheme``, ``retry_limit_seconds``, ``project_id`` and ``location`` mean what they mean to
+pyarrow's own ``gs://`` parser, and ``anonymous=true`` (which that parser lacks) sends no credentials at all. Tested
+against gcp-storage-emulator as ``gs://bucket/prefix?endpoint_override=127.0.0.1:PORT&scheme=http&anonymous=true&
+retry_limit_seconds=5``. GCS has no rename: pyarrow's move is a server-side copy to the final key, which appears
+whole, then a delete of the temporary key, so :meth:`Folder.put` stays atomic to readers there too.
 """
 
 from __future__ import annotations
@@ -87,6 +95,43 @@ def join(base: str, *parts: str) -> str:
 
 _FS_CACHE: dict[str, object] = {}
 _FS_LOCK = threading.Lock()
+GCS_QUERY_KEYS = ("endpoint_override", "scheme", "retry_limit_seconds", "project_id", "location", "anonymous")
+
+
+def _gcs_filesystem(query: str) -> object:
+    """pyarrow's ``GcsFileSystem`` for a ``gs://`` URI's query (:data:`GCS_QUERY_KEYS`).
+
+    pyarrow's own ``gs://`` parser knows the same keys but ``anonymous``: it always takes Google's default
+    credentials, which without ``GOOGLE_APPLICATION_CREDENTIALS`` (or gcloud's) go to the metadata server of a
+    Google Cloud machine. ``anonymous=true`` sends no credentials (an emulator, a public bucket); it is a choice,
+    not a secret. ``retry_limit_seconds`` bounds how long a failing request is retried (Google's default: 15 minutes).
+    """
+    from datetime import timedelta
+
+    import pyarrow.fs as pafs
+
+    given = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(given) - set(GCS_QUERY_KEYS))
+    if unknown:
+        raise ValueError(f"unknown query key {unknown[0]!r} (gs:// takes {', '.join(GCS_QUERY_KEYS)})")
+    anonymous = given.pop("anonymous", "false").lower()
+    if anonymous not in ("true", "false"):
+        raise ValueError("anonymous is true or false")
+    kwargs: dict[str, object] = {"anonymous": anonymous == "true"}
+    for key in ("endpoint_override", "scheme", "project_id"):
+        if key in given:
+            kwargs[key] = given[key]
+    if "location" in given:
+        kwargs["default_bucket_location"] = given["location"]
+    if "retry_limit_seconds" in given:
+        try:
+            seconds = float(given["retry_limit_seconds"])
+        except ValueError:
+            seconds = 0.0
+        if not seconds > 0:
+            raise ValueError("retry_limit_seconds is a positive number of seconds")
+        kwargs["retry_time_limit"] = timedelta(seconds=seconds)
+    return pafs.GcsFileSystem(**kwargs)
 
 
 def _filesystem(uri: str) -> tuple[object, str]:
@@ -100,7 +145,10 @@ def _filesystem(uri: str) -> tuple[object, str]:
         fs = _FS_CACHE.get(key)
         if fs is None:
             try:
-                fs, _ = pafs.FileSystem.from_uri(f"{parts.scheme}://{parts.netloc}/?{query}" if query else key[:-1])
+                if parts.scheme.lower() in ("gs", "gcs"):
+                    fs = _gcs_filesystem(query)
+                else:
+                    fs, _ = pafs.FileSystem.from_uri(f"{parts.scheme}://{parts.netloc}/?{query}" if query else key[:-1])
             except Exception as exc:  # pyarrow raises ArrowInvalid / OSError with its own wording
                 raise _fail(uri, f"cannot be opened ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
             _FS_CACHE[key] = fs
@@ -239,14 +287,28 @@ class Folder:
             fs.delete_file(f"{path}/{name}")
 
 
+def _bucket_missing(folder: Folder) -> bool:
+    """Whether the bucket of a remote ``folder`` surely does not exist. pyarrow lists a missing bucket as an empty
+    folder (GCS); credentials that may list objects but not read the bucket itself give no answer (False)."""
+    import pyarrow.fs as pafs
+
+    fs, path = folder._fs()
+    try:
+        return fs.get_file_info(path.split("/", 1)[0]).type == pafs.FileType.NotFound
+    except OSError:
+        return False
+
+
 def probe(uri: str) -> None:
     """Raise :class:`StorageError` (one line) when ``uri`` cannot be listed: a wrong endpoint, bucket or credentials."""
     folder = Folder.of(uri)
     if not folder.remote:
         return
     try:
-        folder.names()
+        missing = not folder.names() and _bucket_missing(folder)
     except StorageError:
         raise
     except Exception as exc:
         raise _fail(uri, f"cannot be reached ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if missing:
+        raise _fail(uri, "names a bucket that does not exist")

@@ -40,6 +40,47 @@ def test_bad_values_are_one_line_without_secrets(value: str, why: str) -> None:
     assert "SECRET" not in text and "\n" not in text
 
 
+def test_gs_query_builds_a_gcs_filesystem() -> None:
+    """``gs://``: pyarrow's GcsFileSystem from the query, ``anonymous=true`` included (no network is touched)."""
+    import pyarrow.fs as pafs
+
+    from nflab.workers.storage import _filesystem
+
+    query = "endpoint_override=127.0.0.1:9&scheme=http&anonymous=true&retry_limit_seconds=2&project_id=p&location=EU"
+    assert check_uri(f"gs://bkt/pre/fix?{query}") == f"gs://bkt/pre/fix?{query}"  # anonymous is no credential
+    fs, path = _filesystem(f"gs://bkt/pre/fix?{query}")
+    assert isinstance(fs, pafs.GcsFileSystem) and path == "bkt/pre/fix"
+    options = fs.__reduce__()[1][0]
+    assert options["anonymous"] and options["scheme"] == "http" and options["endpoint_override"] == "127.0.0.1:9"
+    assert options["retry_time_limit"].total_seconds() == 2 and options["project_id"] == "p"
+    assert options["default_bucket_location"] == "EU"
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("anonymous=yes", "anonymous is true or false"),
+        ("retry_limit_seconds=0", "retry_limit_seconds"),
+        ("retry_limit_seconds=soon", "retry_limit_seconds"),
+        ("colour=blue", "unknown query key 'colour'"),
+    ],
+)
+def test_bad_gs_queries_are_one_line(query: str, why: str) -> None:
+    from nflab.workers.storage import _filesystem
+
+    with pytest.raises(StorageError) as err:
+        _filesystem(f"gs://bkt/x?anonymous=true&{query}")
+    text = str(err.value)
+    assert text.startswith("NFLAB_STORAGE: 'gs://bkt/x' cannot be opened") and why in text and "\n" not in text
+
+
+@pytest.mark.parametrize("query", ["access_token=SECRET", "credentials=SECRET", "private_key_token=SECRET"])
+def test_gs_credentials_in_the_query_are_refused(query: str) -> None:
+    with pytest.raises(StorageError, match="carries credentials") as err:
+        check_uri(f"gs://bkt/x?anonymous=true&{query}")
+    assert "SECRET" not in str(err.value)
+
+
 def test_setting_defaults_under_home_and_refuses_bad_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NFLAB_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("NFLAB_STORAGE", raising=False)
