@@ -5,6 +5,7 @@ Every read command takes ``--json``; bad input is reported as one line on stderr
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -122,13 +123,23 @@ def _store(settings: Settings) -> Store:
     return store
 
 
-def _store_and_mlflow(settings: Settings) -> Store:
-    """:func:`_store`, then MLflow's SQL tracking store module imported (a second and more of a campaign's start-up,
-    spent while Ray starts instead of after)."""
-    store = _store(settings)
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+def _store_while_ray_starts(settings: Settings, address: str | None, *, warm: tuple[str, ...] = ()) -> Store:
+    """Start (or join) Ray while another thread opens the store (connection, migrations) and imports MLflow's SQL
+    store module and the modules ``warm`` names: seconds of every campaign's and study's start-up spent while Ray
+    starts instead of after it."""
 
-    return store
+    def open_store() -> Store:
+        store = _store(settings)
+        for module in ("mlflow.store.tracking.sqlalchemy_store", *warm):
+            importlib.import_module(module)
+        return store
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        opened = pool.submit(open_store)
+        from nflab.workers import ensure_ray
+
+        ensure_ray(address or settings.ray_address)
+        return opened.result()
 
 
 def _print_json(data: Any) -> None:
@@ -174,13 +185,9 @@ def run(
         check_address(address or settings.ray_address)  # an unusable Ray address too (within seconds)
         check_storage(settings)  # and run storage that cannot be listed (NFLAB_STORAGE)
 
-        # the store's set-up (connection, migrations) and MLflow's store module overlap with Ray's start-up
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            opened = pool.submit(_store_and_mlflow, settings)
-            from nflab.workers import ensure_ray, node_capacities
+        store = _store_while_ray_starts(settings, address)
+        from nflab.workers import node_capacities
 
-            ensure_ray(address or settings.ray_address)
-            store = opened.result()
         if pipeline is None:
             from nflab.campaign import stored_campaign
 

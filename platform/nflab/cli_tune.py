@@ -19,6 +19,7 @@ from nflab.cli import (
     _runs_table,
     _settings,
     _store,
+    _store_while_ray_starts,
     app,
     console,
     err_console,
@@ -79,12 +80,12 @@ def _run(path: Path, overrides: list[str], trials: int | None, parallel: int | N
     check_address(address or settings.ray_address)
     from nflab.campaign import PreparedCampaign, check_resources
     from nflab.pipelines import expand
-    from nflab.workers import ensure_ray, node_capacities
+    from nflab.workers import node_capacities
 
-    ensure_ray(address or settings.ray_address)
+    # the study's plots are drawn at its end: their modules load while Ray starts, not after the last trial
+    store = _store_while_ray_starts(settings, address, warm=("optuna.visualization", "optuna.visualization.matplotlib"))
     base = [s.model_dump(mode="json") for s in expand(prep.pipeline)]  # every trial asks for these resources
     check_resources(PreparedCampaign(prep.name, base, "", "", prep.filename), node_capacities())
-    store = _store(settings)
     counts = {"finished": 0, "pruned": 0, "failed": 0}
     best: list[float | None] = [None]
     sign = 1 if prep.tune.objective.direction == "minimize" else -1
