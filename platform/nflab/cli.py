@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,8 +106,9 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _store(settings: Settings) -> Store:
-    """The store, migrated; a database that cannot be reached is bad input (one line naming the setting)."""
+def _store(settings: Settings, connected: threading.Event | None = None) -> Store:
+    """The store, migrated; a database that cannot be reached is bad input (one line naming the setting).
+    ``connected`` is set as soon as the database answered, before the migrations."""
     from sqlalchemy.exc import DBAPIError
 
     from nflab.settings import redact
@@ -115,6 +117,9 @@ def _store(settings: Settings) -> Store:
     settings.ensure_dirs()
     store = Store(settings.db_url)
     try:
+        store.engine.connect().close()
+        if connected is not None:
+            connected.set()
         store.ensure_schema()
     except DBAPIError as exc:
         store.close()
@@ -123,23 +128,36 @@ def _store(settings: Settings) -> Store:
     return store
 
 
-def _store_while_ray_starts(settings: Settings, address: str | None, *, warm: tuple[str, ...] = ()) -> Store:
-    """Start (or join) Ray while another thread opens the store (connection, migrations) and imports MLflow's SQL
-    store module and the modules ``warm`` names: seconds of every campaign's and study's start-up spent while Ray
-    starts instead of after it."""
+def _store_while_ray_starts(
+    settings: Settings, address: str | None, *, warm: tuple[str, ...] = (), open_store: bool = True
+) -> Store | None:
+    """Start (or join) Ray while another thread migrates the store (``open_store``) and imports MLflow's SQL store
+    module and the modules ``warm`` names: seconds of every campaign's and study's start-up spent while Ray starts
+    instead of after it. The database is reached first: one that cannot be is bad input before Ray starts. Without
+    ``open_store`` nothing is written (the caller opens the store once its checks passed) and None is returned."""
+    connected, failed = threading.Event(), threading.Event()
 
-    def open_store() -> Store:
-        store = _store(settings)
+    def work() -> Store | None:
+        try:
+            store = _store(settings, connected) if open_store else None
+        except BaseException:
+            failed.set()
+            connected.set()
+            raise
+        connected.set()
         for module in ("mlflow.store.tracking.sqlalchemy_store", *warm):
             importlib.import_module(module)
         return store
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        opened = pool.submit(open_store)
+        done = pool.submit(work)
+        connected.wait()  # a database that cannot be reached is one line before Ray starts (not after)
+        if failed.is_set():
+            done.result()  # raises the thread's error
         from nflab.workers import ensure_ray
 
         ensure_ray(address or settings.ray_address)
-        return opened.result()
+        return done.result()
 
 
 def _print_json(data: Any) -> None:
@@ -186,6 +204,7 @@ def run(
         check_storage(settings)  # and run storage that cannot be listed (NFLAB_STORAGE)
 
         store = _store_while_ray_starts(settings, address)
+        assert store is not None
         from nflab.workers import node_capacities
 
         if pipeline is None:

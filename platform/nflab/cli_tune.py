@@ -82,10 +82,13 @@ def _run(path: Path, overrides: list[str], trials: int | None, parallel: int | N
     from nflab.pipelines import expand
     from nflab.workers import node_capacities
 
-    # the study's plots are drawn at its end: their modules load while Ray starts, not after the last trial
-    store = _store_while_ray_starts(settings, address, warm=("optuna.visualization", "optuna.visualization.matplotlib"))
+    # the study's plots are drawn at its end: their modules load while Ray starts, not after the last trial;
+    # nothing is written before the resources are checked
+    plotting = ("optuna.visualization", "optuna.visualization.matplotlib")
+    _store_while_ray_starts(settings, address, warm=plotting, open_store=False)
     base = [s.model_dump(mode="json") for s in expand(prep.pipeline)]  # every trial asks for these resources
     check_resources(PreparedCampaign(prep.name, base, "", "", prep.filename), node_capacities())
+    store = _store(settings)
     counts = {"finished": 0, "pruned": 0, "failed": 0}
     best: list[float | None] = [None]
     sign = 1 if prep.tune.objective.direction == "minimize" else -1

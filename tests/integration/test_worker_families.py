@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from nflab.workers import execute_run
@@ -77,6 +78,7 @@ def test_cif_run_is_evaluated_by_its_importance_weighted_estimate(make_spec, wor
     assert result["certificates"]["inversion_error"] is None and result["certificates"]["logdet_gap"] is None
 
 
+@pytest.mark.slow  # ~16 s (make test-slow keeps make test under 15 minutes; padded bounds are tested in unit tests)
 def test_padded_run_reports_the_condition_number(make_spec, workdir, mlflow_uri, experiment):
     spec = make_spec(
         "pad-r0",

@@ -175,6 +175,7 @@ def test_monotone_counters_see_one_solve_per_block_with_the_method_asked_for() -
     assert monotone_step.at_bound(flow)[1] == 8
 
 
+@pytest.mark.slow  # ~10 s: the benchmark driver end to end (make test-slow keeps make test under 15 minutes)
 def test_driver_runs_both_suites_at_tiny_sizes(tmp_path: Path) -> None:
     suites = bench_run.discover()
     assert {"residual", "monotone"} <= set(suites)
