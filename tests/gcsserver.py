@@ -14,7 +14,6 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from tests import loopback
@@ -35,42 +34,11 @@ def query(endpoint: str, retry_limit_s: float = RETRY_LIMIT_S) -> str:
     return f"endpoint_override={endpoint}&scheme=http&anonymous=true&retry_limit_seconds={retry_limit_s}"
 
 
-@dataclass
-class GcsServer:
-    server: loopback.Loopback
-    bucket: str
-    env: dict[str, str]
-
+class GcsServer(loopback.BucketServer):
     scheme = "gs"
 
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    @property
-    def endpoint(self) -> str:
-        return self.server.endpoint
-
-    @property
-    def log(self) -> Path:
-        return self.server.log
-
-    def uri(self, prefix: str, *, bucket: str | None = None) -> str:
-        """``gs://<bucket>/<prefix>`` with this emulator as endpoint."""
-        return f"gs://{bucket or self.bucket}/{prefix.strip('/')}?{query(self.endpoint)}"
-
-    def dead_uri(self, prefix: str) -> str:
-        """A URI like :meth:`uri` whose endpoint nobody listens on, retried for one second."""
-        dead = f"{loopback.HOST}:{loopback.free_port()}"
-        return f"gs://{self.bucket}/{prefix.strip('/')}?{query(dead, retry_limit_s=1)}"
-
-    @property
-    def secrets(self) -> list[str]:
-        """None: the emulator takes no credentials."""
-        return []
-
-    def stop(self) -> None:
-        self.server.stop()
+    def query(self, endpoint: str, *, dead: bool = False) -> str:
+        return query(endpoint, retry_limit_s=1 if dead else RETRY_LIMIT_S)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -95,3 +96,48 @@ def start(
         server.stop()
         raise
     return server
+
+
+@dataclass
+class BucketServer:
+    """An object-storage server on loopback with one bucket: its URIs (``scheme``, :meth:`query`) and the secrets it
+    was started with (``env``); S3 (moto) and GCS (the emulator) differ only in their query and secrets."""
+
+    server: Loopback
+    bucket: str
+    env: dict[str, str]
+
+    scheme: ClassVar[str] = ""
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint
+
+    @property
+    def log(self) -> Path:
+        return self.server.log
+
+    def query(self, endpoint: str, *, dead: bool = False) -> str:
+        """The URI query that reaches ``endpoint`` (``dead``: nobody listens there, so fail fast); no credential."""
+        raise NotImplementedError
+
+    def uri(self, prefix: str, *, bucket: str | None = None) -> str:
+        """``<scheme>://<bucket>/<prefix>`` with this server as endpoint."""
+        return f"{self.scheme}://{bucket or self.bucket}/{prefix.strip('/')}?{self.query(self.endpoint)}"
+
+    def dead_uri(self, prefix: str) -> str:
+        """A URI like :meth:`uri` whose endpoint nobody listens on."""
+        dead = f"{HOST}:{free_port()}"
+        return f"{self.scheme}://{self.bucket}/{prefix.strip('/')}?{self.query(dead, dead=True)}"
+
+    @property
+    def secrets(self) -> list[str]:
+        """The values that must never appear in a log, a param, a tag, an artifact or CLI output."""
+        return []
+
+    def stop(self) -> None:
+        self.server.stop()

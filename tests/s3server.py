@@ -12,7 +12,6 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from tests import loopback
@@ -27,43 +26,16 @@ def skip_reason() -> str | None:
     return None
 
 
-@dataclass
-class S3Server:
-    server: loopback.Loopback
-    bucket: str
-    env: dict[str, str]
-
+class S3Server(loopback.BucketServer):
     scheme = "s3"
 
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    @property
-    def endpoint(self) -> str:
-        return self.server.endpoint
-
-    @property
-    def log(self) -> Path:
-        return self.server.log
-
-    def uri(self, prefix: str, *, bucket: str | None = None) -> str:
-        """``s3://<bucket>/<prefix>`` with this server as endpoint (the query names no credential)."""
-        return f"s3://{bucket or self.bucket}/{prefix.strip('/')}?endpoint_override={self.endpoint}&scheme=http"
-
-    def dead_uri(self, prefix: str) -> str:
-        """A URI like :meth:`uri` whose endpoint nobody listens on, with short timeouts."""
-        dead = f"{loopback.HOST}:{loopback.free_port()}"
-        query = f"endpoint_override={dead}&scheme=http&connect_timeout=1&request_timeout=1"
-        return f"s3://{self.bucket}/{prefix.strip('/')}?{query}"
+    def query(self, endpoint: str, *, dead: bool = False) -> str:
+        short = "&connect_timeout=1&request_timeout=1" if dead else ""
+        return f"endpoint_override={endpoint}&scheme=http{short}"
 
     @property
     def secrets(self) -> list[str]:
-        """The values that must never appear in a log, a param, a tag, an artifact or CLI output."""
         return [self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"]]
-
-    def stop(self) -> None:
-        self.server.stop()
 
 
 @contextmanager
