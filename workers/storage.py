@@ -244,15 +244,8 @@ class Folder:
                 return True
             data = source.read_bytes()
         else:
-            import pyarrow.fs as pafs
-
-            fs, path = self._fs()
-            if fs.get_file_info(f"{path}/{name}").type != pafs.FileType.File:
-                return False
-            try:
-                with fs.open_input_stream(f"{path}/{name}") as src:
-                    data = src.read()
-            except FileNotFoundError:  # deleted between the check and the read (a newer one replaced it)
+            data = self._read_whole(name)
+            if data is None:
                 return False
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f"{_TMP_PREFIX}{local.name}-{uuid.uuid4().hex}")
@@ -262,6 +255,30 @@ class Folder:
         finally:
             tmp.unlink(missing_ok=True)
         return True
+
+    def _read_whole(self, name: str, attempts: int = 5) -> bytes | None:
+        """The bytes of remote file ``name`` as one whole version, or None when it is missing.
+
+        pyarrow reads an object in ranges sized by a first stat, so a file replaced meanwhile (a move onto an
+        existing key) can come back as the new version cut at the old length: the stat is taken again after the
+        read, and a read whose size or modification time changed, or whose length is not the size, is repeated."""
+        import pyarrow.fs as pafs
+
+        fs, path = self._fs()
+        key = f"{path}/{name}"
+        for _ in range(attempts):
+            before = fs.get_file_info(key)
+            if before.type != pafs.FileType.File:
+                return None
+            try:
+                with fs.open_input_stream(key) as src:
+                    data = src.read()
+            except FileNotFoundError:  # deleted between the stat and the read (a newer one replaced it)
+                continue
+            after = fs.get_file_info(key)
+            if len(data) == before.size == after.size and before.mtime == after.mtime:
+                return data
+        raise OSError(f"{self.uri_of(name)}: replaced while being read, {attempts} times in a row")
 
     def read_text(self, name: str) -> str | None:
         """The text of file ``name``, or None when it is missing or the storage cannot be read."""
