@@ -162,13 +162,14 @@ def _one_value_per_run(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], 
     return chosen
 
 
-def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested run config as ``{"model.blocks": 10, …}`` (tuples as lists, as JSON would have them)."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = value
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
     return out
 
 
@@ -179,7 +180,7 @@ def _notes(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """config_hash → ``key=value`` of the options that tell ``configs`` (one family on one dataset) apart: those
     with more than one value among the configs that have them (an option some configs leave out — resolved configs
     list optional groups such as padding only where used — counts only if it varies where present)."""
-    flat = {h: _flat({k: v for k, v in c.items() if k != "resources"}) for h, c in configs.items()}
+    flat = {h: flatten({k: v for k, v in c.items() if k != "resources"}) for h, c in configs.items()}
     keys = sorted({k for f in flat.values() for k in f} - _NOT_A_DIFFERENCE)
     varying = [k for k in keys if len({repr(f[k]) for f in flat.values() if k in f}) > 1]
     return {h: " ".join(f"{k.removeprefix('model.')}={f[k]}" for k in varying if k in f) for h, f in flat.items()}

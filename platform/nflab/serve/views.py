@@ -664,16 +664,6 @@ def _sorted(rows: list[lb.Row], sort: str, order: str) -> list[lb.Row]:
     return out
 
 
-def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
 def published_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved config of the same dataset and family (and CIF base, run kind) with nothing else given: the
     family's published defaults and the pipeline defaults, flattened; empty when it cannot be resolved."""
@@ -689,7 +679,7 @@ def published_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
         if "base" in model:
             raw["model"]["base"] = model["base"]
     try:
-        return _flat(resolve_run(raw))
+        return lb.flatten(resolve_run(raw))
     except Exception:  # an old or foreign config: show its options without defaults
         return {}
 
@@ -697,7 +687,7 @@ def published_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
 def _option_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     defaults = published_defaults(config)
     rows = []
-    for key, value in _flat(config).items():
+    for key, value in lb.flatten(config).items():
         has_default = key in defaults
         per_run = key in ("train.seed",)
         rows.append(
