@@ -4,11 +4,13 @@
 run folder ``<workdir>/<run_key>/``: ``run.json`` (MLflow run id), ``config.json`` (the spec),
 ``pid`` (the process running it), ``checkpoints/``, the PNG figures, and ``analysis/`` when the spec has an
 ``analysis`` section (``nflab.workers.analyses``, after training); a fit1d run (config ``kind: fit1d``) runs its
-regression instead of density training.
+regression instead of density training. A run whose progress callback raises ``StopRequested`` (a pruned trial)
+ends ``status="stopped"``, its MLflow run KILLED.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -19,6 +21,7 @@ from typing import Any
 
 from . import checkpoint as ckpt
 from .analyses import RUN_KINDS, AnalysisOutcome, analysis_of
+from .progress import StopRequested
 from .runfiles import RunFiles
 from .runlog import RunLog
 from .tracking import Tracker
@@ -229,6 +232,13 @@ def execute_run(
         tracker.finish("FINISHED")
         status, error = "finished", None
         log.write(f"finished after {state.step} steps (resumed from {state.resumed_from})")
+    except StopRequested as exc:  # the driver pruned it: not a failure, and the worker stays for the next run
+        status, error = "stopped", str(exc)
+        if log is not None:
+            log.write(error)
+        if tracker is not None:
+            with contextlib.suppress(Exception):
+                tracker.finish("KILLED")
     except Exception as exc:  # every run-level failure is reported, not raised
         status, error = "failed", one_line(exc)
         if log is not None:

@@ -260,6 +260,7 @@ class CpuSampler(threading.Thread):
         super().__init__(daemon=True)
         self.root = root
         self.busy: list[float] = []
+        self.stamps: list[float] = []  # wall time (time.time()) at the end of each busy sample
         self.ticks: dict[int, int] = {}
         self.categories: dict[int, str] = {}
         self._halt = threading.Event()
@@ -270,6 +271,7 @@ class CpuSampler(threading.Thread):
             now = _proc_stat_totals()
             if now[1] > last[1]:
                 self.busy.append((now[0] - last[0]) / (now[1] - last[1]))
+                self.stamps.append(time.time())
             last = now
             self._tally()
 
@@ -292,6 +294,11 @@ class CpuSampler(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join()
+
+    def busy_between(self, start: float, end: float) -> float:
+        """Mean busy fraction of the samples that ended within ``[start, end]`` (wall time), NaN if none did."""
+        inside = [b for b, t in zip(self.busy, self.stamps, strict=True) if start <= t <= end]
+        return sum(inside) / len(inside) if inside else float("nan")
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds per category (up to the last sample of each process)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -112,6 +113,10 @@ def test_study_prunes_fails_and_records_every_trial(home: Path, tmp_path: Path, 
     history = client.get_metric_history(pruned.info.run_id, "train_loss")
     assert history and max(m.step for m in history) < 600
     assert trials[by_lr[3e-3]["run_key"]].info.status == "FINISHED"
+    # the pruned trial stopped itself (a killed worker writes nothing more) within two log intervals of the decision
+    log = (home / "runs" / shown["campaign_id"] / by_lr[2e-7]["run_key"] / "train.log").read_text()
+    stopped = re.search(r"stopped at step (\d+): the tuning driver pruned this trial", log)
+    assert stopped and by_lr[2e-7]["steps"] < int(stopped.group(1)) <= by_lr[2e-7]["steps"] + 2 * 20, log
     assert parent.info.status == "FINISHED"
     assert any(p.endswith("history.png") for p in shown["plots"])
 
