@@ -19,7 +19,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -29,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+
+from tests.loopback import free_port as _free_port
 
 SUPERUSER = "nflab"
 
@@ -53,12 +54,6 @@ def skip_reason() -> str | None:
     if find_bindir() is None:
         return "PostgreSQL server binaries (initdb, pg_ctl) not installed; run scripts/ensure-postgres.sh as root"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _service_user() -> pwd.struct_passwd | None:

@@ -41,16 +41,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.loopback import free_port
+
 RAY = str(Path(sys.executable).with_name("ray"))
 START_TIMEOUT_S = 90.0
 STOP_GRACE_S = 10.0
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on at 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _free_range(width: int = 40) -> tuple[int, int]:

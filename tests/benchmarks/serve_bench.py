@@ -31,14 +31,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks.scale_bench import fill_store
+from tests.loopback import free_port as _free_port
 
 URLS = ("/leaderboard", "/api/leaderboard", "/leaderboard?dataset=moons&family=maf&sort=mean&order=desc")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(conn: http.client.HTTPConnection, url: str) -> float:

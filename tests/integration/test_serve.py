@@ -28,6 +28,7 @@ from nflab.serve import BindRefused, check_bind, create_app, is_loopback
 from nflab.serve.app import session_value
 from nflab.settings import Settings, load_settings
 from nflab.store import Store
+from tests.loopback import free_port as _free_port
 
 TOY = """\
 name: serve-toy
@@ -409,12 +410,6 @@ def test_non_loopback_needs_a_token(home_env: Path, monkeypatch: pytest.MonkeyPa
 
 
 # ------------------------------------------------------------------------------------------- a real browser
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _browser() -> tuple[str, str] | None:
