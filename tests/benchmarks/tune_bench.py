@@ -14,7 +14,7 @@ TPE + Hyperband against random search without pruning.
   the training steps spent in all trials together (goal: the same nats for ≤ 50 % of the steps).
 
     python tests/benchmarks/tune_bench.py [--only overhead|search] [--trials 12] [--steps 600] [--startup 4]
-        [--pruners hyperband successive_halving] [--warmup 300] [--n-configs 4] [--grid-steps 1500]
+        [--pruners hyperband successive_halving] [--warmup 300] [--no-baseline] [--n-configs 4] [--grid-steps 1500]
 
 TPE draws its first ``startup_trials`` (Optuna's default: 10) at random with the same seeded generator as the random
 sampler, so a study shorter than that compares Hyperband alone; ``--startup`` lets the model propose earlier.
@@ -111,15 +111,17 @@ def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
 
 
 def search(
-    folder: Path, trials: int, steps: int, startup: int | None, pruners: list[str], warmup: int | None
-) -> dict[str, Any]:
+    folder: Path, trials: int, steps: int, startup: int | None, pruners: list[str], warmup: int | None,
+    *, baseline: bool = True,
+) -> dict[str, Any]:  # fmt: skip
     out = {}
     common = ["--trials", str(trials), "--set", f"train.steps={steps}", "--set", f"train.eval_every={steps // 10}"]
     tpe = [] if startup is None else ["--set", f"tune.sampler.startup_trials={startup}"]
     if warmup is not None:
         tpe += ["--set", f"tune.pruner.warmup_steps={warmup}"]
     variants = {f"tpe+{p}": [*tpe, "--set", f"tune.pruner.kind={p}"] for p in pruners}
-    variants["random, no pruning"] = ["--set", "tune.sampler.kind=random", "--set", "tune.pruner.kind=none"]
+    if baseline:
+        variants["random, no pruning"] = ["--set", "tune.sampler.kind=random", "--set", "tune.pruner.kind=none"]
     for label, extra in variants.items():
         home = folder / label.split(",")[0].replace("+", "-")
         home.mkdir()
@@ -145,6 +147,7 @@ def main() -> None:
     parser.add_argument("--pruners", nargs="+", default=["hyperband"], help="pruners tried with TPE (search quality)")
     parser.add_argument("--warmup", type=int, default=None, help="tune.pruner.warmup_steps (default: the catalog's)")
     parser.add_argument("--only", choices=("overhead", "search"), default=None)
+    parser.add_argument("--no-baseline", action="store_true", help="search quality: skip the random baseline")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nflab-tune-bench-") as tmp:
         folder = Path(tmp)
@@ -153,7 +156,9 @@ def main() -> None:
             report["overhead"] = overhead(folder, args.n_configs, args.grid_steps)
             print(json.dumps(report["overhead"], indent=1), flush=True)
         if args.only in (None, "search"):
-            report["search"] = search(folder, args.trials, args.steps, args.startup, args.pruners, args.warmup)
+            report["search"] = search(
+                folder, args.trials, args.steps, args.startup, args.pruners, args.warmup, baseline=not args.no_baseline
+            )
             print(json.dumps(report["search"], indent=1), flush=True)
 
 
