@@ -10,7 +10,7 @@ A stop is cooperative first: the mailbox answers the trial's next post with "sto
 worker process (9-12 s of CPU importing torch, the training stack and MLflow on this project's machines, for every
 pruned trial). The task learns of the stop at its second post after the decision; one that has not stopped within
 its grace period (the time between its last two evaluations, or from its submission to its first, at least
-``MIN_GRACE_S``) is cancelled by force, so a pruned trial never runs past one evaluation interval and a few seconds.
+``MIN_GRACE_S``) is cancelled by force, so a pruned trial never runs past one evaluation interval (or 15 s).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .ray_exec import _death_message, _recorded_run_id, _remote_run, _task_optio
 from .tracking import absolute_tracking_uri, prepare_tracking, with_retry
 
 POLL_S = 0.5
-MIN_GRACE_S = 5.0
+MIN_GRACE_S = 15.0
 EVAL_KEYS = ("val_nats", "val_bpd")
 
 
