@@ -106,6 +106,7 @@ def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
         "busy_tune_trial_phase": trials_tune,
         "busy_campaign_run_phase": trials_run,
         "tune_states": states,
+        "tune_fail_reasons": sorted({str(t["reason"])[:160] for t in shown["trials"] if t["state"] == "fail"}),
         "campaign_finished": sum(r.get("status") == "finished" for r in ran["runs"]),
     }
 
