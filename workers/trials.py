@@ -121,8 +121,13 @@ class TrialRunner:
             with_retry(client.set_terminated, mlflow_run_id, "KILLED")
         return mlflow_run_id
 
-    def close(self) -> None:
-        """Cancel whatever still runs and drop the mailbox."""
+    def close(self, *, wait: bool = True) -> None:
+        """Cancel whatever still runs and drop the mailbox; with ``wait``, trials asked to stop first get the rest of
+        their grace period to end themselves (their runs finish their records; the last trial pruned just before a
+        study ends is not killed mid-write)."""
+        remaining = max(self.stopping.values(), default=0.0) - time.monotonic()
+        if wait and remaining > 0:
+            ray.wait(list(self.stopping), num_returns=len(self.stopping), timeout=remaining)
         for ref in [*self.in_flight, *self.stopping]:
             ray.cancel(ref, force=True)
         self.in_flight.clear()

@@ -496,10 +496,11 @@ class StudyDriver:
                     self._result(key, result)
         except BaseException:
             self._abandon()
-            raise
-        finally:
             if self.runner is not None:
-                self.runner.close()
+                self.runner.close(wait=False)
+            raise
+        if self.runner is not None:
+            self.runner.close()  # a pruned trial still stopping gets its grace to end itself
         return self.finish()
 
     def _abandon(self) -> None:

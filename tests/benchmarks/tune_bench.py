@@ -11,10 +11,13 @@ TPE + Hyperband against random search without pruning.
   throughput = trials per minute.
 - **search quality**: ``pipelines/catalog/tune-monotone-toy.yaml`` with ``--trials N`` as shipped (TPE seeded,
   Hyperband) and with ``tune.sampler.kind=random``, ``tune.pruner.kind=none``: the best validation nats reached and
-  the training steps spent in all trials together (goal: the same nats for ≤ 50 % of the steps).
+  the training steps spent in all trials together (goal: the same nats for ≤ 50 % of the steps). For the random
+  baseline, whose trials all run to the end, Spearman's rho between each step's validation nats and the final
+  ones says from which step the ranking a pruner acts on holds.
 
     python tests/benchmarks/tune_bench.py [--only overhead|search] [--trials 12] [--steps 600] [--startup 4]
-        [--pruners hyperband successive_halving] [--warmup 300] [--no-baseline] [--n-configs 4] [--grid-steps 1500]
+        [--pruners hyperband successive_halving] [--warmup 300] [--no-baseline] [--keep DIR]
+        [--n-configs 4] [--grid-steps 1500]
 
 TPE draws its first ``startup_trials`` (Optuna's default: 10) at random with the same seeded generator as the random
 sampler, so a study shorter than that compares Hyperband alone; ``--startup`` lets the model propose earlier.
@@ -26,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -113,7 +117,7 @@ def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
 
 def search(
     folder: Path, trials: int, steps: int, startup: int | None, pruners: list[str], warmup: int | None,
-    *, baseline: bool = True,
+    *, baseline: bool = True, keep: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     out = {}
     common = ["--trials", str(trials), "--set", f"train.steps={steps}", "--set", f"train.eval_every={steps // 10}"]
@@ -127,6 +131,9 @@ def search(
         home = folder / label.split(",")[0].replace("+", "-")
         home.mkdir()
         shown, wall, _ = _nflab(["tune", str(CATALOG), *common, *extra], home)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(home / "optuna.journal", keep / f"{home.name}.journal")
         done = [t for t in shown["trials"] if t["state"] == "complete" and t["values"]]
         best = min((t["values"][0] for t in done if t.get("feasible", True)), default=float("nan"))
         out[label] = {
@@ -135,7 +142,25 @@ def search(
             "states": {s: sum(t["state"] == s for t in shown["trials"]) for s in {t["state"] for t in shown["trials"]}},
             "wall_s": wall,
         }
+        if "random" in label:
+            out[label]["rank_agreement"] = rank_agreement(home / "optuna.journal", shown["name"])
     return out
+
+
+def rank_agreement(journal: Path, name: str) -> dict[int, float]:
+    """Spearman's rho between the trials' validation nats at each evaluated step and at their last step (trials
+    that ran to the end): how early the ranking a pruner acts on holds."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from scipy.stats import spearmanr
+
+    study = optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))))
+    curves = [t.intermediate_values for t in study.trials if t.state.name == "COMPLETE" and t.intermediate_values]
+    last = max(max(c) for c in curves)
+    full = [c for c in curves if last in c]
+    steps = sorted(set.intersection(*(set(c) for c in full)))
+    return {k: round(float(spearmanr([c[k] for c in full], [c[last] for c in full])[0]), 3) for k in steps}
 
 
 def main() -> None:
@@ -149,6 +174,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="tune.pruner.warmup_steps (default: the catalog's)")
     parser.add_argument("--only", choices=("overhead", "search"), default=None)
     parser.add_argument("--no-baseline", action="store_true", help="search quality: skip the random baseline")
+    parser.add_argument("--keep", type=Path, default=None, help="search quality: copy each study's journal here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nflab-tune-bench-") as tmp:
         folder = Path(tmp)
@@ -158,8 +184,9 @@ def main() -> None:
             print(json.dumps(report["overhead"], indent=1), flush=True)
         if args.only in (None, "search"):
             report["search"] = search(
-                folder, args.trials, args.steps, args.startup, args.pruners, args.warmup, baseline=not args.no_baseline
-            )
+                folder, args.trials, args.steps, args.startup, args.pruners, args.warmup,
+                baseline=not args.no_baseline, keep=args.keep,
+            )  # fmt: skip
             print(json.dumps(report["search"], indent=1), flush=True)
 
 
