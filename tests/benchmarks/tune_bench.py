@@ -72,13 +72,14 @@ def _nflab(args: list[str], home: Path) -> tuple[dict[str, Any], float, CpuSampl
     return json.loads(out), wall, sampler
 
 
-def _busy(sampler: CpuSampler, home: Path) -> tuple[float, float]:
-    """Mean busy fraction over the whole command and over its trial phase (first run started to last run ended)."""
+def _busy(sampler: CpuSampler, home: Path) -> tuple[float, float, float]:
+    """Mean busy fraction over the whole command and over its trial phase (first run started to last run ended), and
+    the trial phase's seconds."""
     with contextlib.closing(sqlite3.connect(home / "nflab.db")) as db:
         first, last = db.execute("select min(started_at), max(finished_at) from nflab_runs").fetchone()
     stamp = [datetime.fromisoformat(t).replace(tzinfo=UTC).timestamp() for t in (first, last)]
     whole = statistics.fmean(sampler.busy) if sampler.busy else float("nan")
-    return whole, sampler.busy_between(*stamp)
+    return whole, sampler.busy_between(*stamp), stamp[1] - stamp[0]
 
 
 def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
@@ -96,7 +97,9 @@ def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
     (folder / "c").mkdir()
     shown, t_tune, cpu_tune = _nflab(["tune", str(tune_yaml)], folder / "t")
     ran, t_run, cpu_run = _nflab(["run", str(run_yaml)], folder / "c")
-    (busy_tune, trials_tune), (busy_run, trials_run) = _busy(cpu_tune, folder / "t"), _busy(cpu_run, folder / "c")
+    (busy_tune, trials_tune, phase_tune), (busy_run, trials_run, phase_run) = (
+        _busy(cpu_tune, folder / "t"), _busy(cpu_run, folder / "c")
+    )  # fmt: skip
     states = [t["state"] for t in shown["trials"]]
     return {
         "configs": n,
@@ -109,6 +112,8 @@ def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
         "busy_campaign": busy_run,
         "busy_tune_trial_phase": trials_tune,
         "busy_campaign_run_phase": trials_run,
+        "trial_phase_s": phase_tune,
+        "campaign_run_phase_s": phase_run,
         "tune_states": states,
         "tune_fail_reasons": sorted({str(t["reason"])[:160] for t in shown["trials"] if t["state"] == "fail"}),
         "campaign_finished": sum(r.get("status") == "finished" for r in ran["runs"]),
