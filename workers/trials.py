@@ -91,6 +91,7 @@ class TrialRunner:
             del self.stopping[ref]
         for ref in [r for r in ready if r in self.in_flight]:
             key = self.in_flight.pop(ref)
+            self.evaluated.pop(key, None)
             try:
                 result = ray.get(ref)
             except (ray.exceptions.RayError, OSError) as exc:
