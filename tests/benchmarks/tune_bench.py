@@ -13,11 +13,17 @@ TPE + Hyperband against random search without pruning.
   Hyperband) and with ``tune.sampler.kind=random``, ``tune.pruner.kind=none``: the best validation nats reached and
   the training steps spent in all trials together (goal: the same nats for ≤ 50 % of the steps). For the random
   baseline, whose trials all run to the end, Spearman's rho between each step's validation nats and the final
-  ones says from which step the ranking a pruner acts on holds.
+  ones says from which step the ranking a pruner acts on holds. ``--seeds`` repeats each TPE variant per sampler
+  seed (one study is one draw).
+- **replay**: ``--replay JOURNAL`` takes a kept random study without pruning of many trials (a pool of full learning
+  curves) and replays random searches of ``--trials`` trials drawn from it through each pruner setting of
+  ``REPLAYED`` (nflab's own pruners for the catalog study), ``--orders`` times: the expected best nats and steps of
+  random search with and without each pruner, in seconds instead of hours.
 
     python tests/benchmarks/tune_bench.py [--only overhead|search] [--trials 12] [--steps 600] [--startup 4]
-        [--pruners hyperband successive_halving] [--warmup 300] [--no-baseline] [--keep DIR]
+        [--pruners hyperband successive_halving] [--warmup 300] [--seeds 0 1 2] [--no-baseline] [--keep DIR]
         [--n-configs 4] [--grid-steps 1500]
+    python tests/benchmarks/tune_bench.py --replay KEPT.journal --trials 16 [--orders 200]
 
 TPE draws its first ``startup_trials`` (Optuna's default: 10) at random with the same seeded generator as the random
 sampler, so a study shorter than that compares Hyperband alone; ``--startup`` lets the model propose earlier.
@@ -36,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +60,14 @@ train: {{steps: {steps}, batch_size: 256, eval_every: {every}, checkpoint_every:
 eval: {{batch_size: 2000, samples: 2000, average_last: 0}}
 resources: {{cpu: 1, gpu: 0, retries: 0}}
 """
+
+
+#: pruner settings replayed by ``--replay`` (``--set`` overrides of the catalog study)
+REPLAYED = {
+    f"{kind}, first rung {rung}": [f"tune.pruner.kind={kind}", f"tune.pruner.warmup_steps={rung}"]
+    for kind in ("hyperband", "successive_halving", "median")
+    for rung in (100, 200, 300)
+}
 
 
 def _nflab(args: list[str], home: Path) -> tuple[dict[str, Any], float, CpuSampler]:
@@ -122,18 +137,24 @@ def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
 
 def search(
     folder: Path, trials: int, steps: int, startup: int | None, pruners: list[str], warmup: int | None,
-    *, baseline: bool = True, keep: Path | None = None,
+    *, baseline: bool = True, keep: Path | None = None, seeds: Sequence[int] = (0,),
 ) -> dict[str, Any]:  # fmt: skip
     out = {}
     common = ["--trials", str(trials), "--set", f"train.steps={steps}", "--set", f"train.eval_every={steps // 10}"]
     tpe = [] if startup is None else ["--set", f"tune.sampler.startup_trials={startup}"]
     if warmup is not None:
         tpe += ["--set", f"tune.pruner.warmup_steps={warmup}"]
-    variants = {f"tpe+{p}": [*tpe, "--set", f"tune.pruner.kind={p}"] for p in pruners}
+    variants = {
+        f"tpe+{p}" + (f", seed {seed}" if len(seeds) > 1 else ""): [
+            *tpe, "--set", f"tune.pruner.kind={p}", "--set", f"tune.sampler.seed={seed}"
+        ]
+        for p in pruners
+        for seed in seeds
+    }  # fmt: skip
     if baseline:
         variants["random, no pruning"] = ["--set", "tune.sampler.kind=random", "--set", "tune.pruner.kind=none"]
     for label, extra in variants.items():
-        home = folder / label.split(",")[0].replace("+", "-")
+        home = folder / label.replace(", no pruning", "").replace(", seed ", "-s").replace("+", "-")
         home.mkdir()
         shown, wall, _ = _nflab(["tune", str(CATALOG), *common, *extra], home)
         if keep is not None:
@@ -168,6 +189,62 @@ def rank_agreement(journal: Path, name: str) -> dict[int, float]:
     return {k: round(float(spearmanr([c[k] for c in full], [c[last] for c in full])[0]), 3) for k in steps}
 
 
+def replay(journal: Path, trials: int, overrides: dict[str, list[str]], orders: int, seed: int = 0) -> dict[str, Any]:
+    """Random search of ``trials`` trials with each pruner, replayed ``orders`` times from a pool of full learning
+    curves (a random study without pruning): each order draws ``trials`` curves of the pool without replacement and
+    feeds them one trial at a time (``parallel: 1``) through the pruner nflab builds for the catalog study with
+    ``overrides``; a pruned trial spends the steps it reached, a complete one its value (infeasible ones never
+    best). The baseline row is the same draws without a pruner: the expected best of ``trials`` random trials."""
+    import random
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from nflab.settings import load_settings
+    from nflab.tune import make_pruner, prepare_study
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    (name,) = optuna.get_all_study_names(storage)
+    pool = []
+    for t in optuna.load_study(study_name=name, storage=storage).trials:
+        if t.state.name == "COMPLETE" and t.intermediate_values:
+            feasible = all(c <= 0 for c in t.system_attrs.get("constraints") or [])
+            pool.append((sorted(t.intermediate_values.items()), t.values[0], feasible))
+    settings = load_settings()
+    rng = random.Random(seed)
+    draws = [rng.sample(range(len(pool)), trials) for _ in range(orders)]
+    out: dict[str, Any] = {"pool": len(pool), "trials": trials, "orders": orders}
+    for label, extra in {"random, no pruning": ["tune.pruner.kind=none"], **overrides}.items():
+        prep = prepare_study(CATALOG, extra, settings)
+        bests, spent = [], []
+        for k, draw in enumerate(draws):
+            study = optuna.create_study(study_name=f"replay-{k}", pruner=make_pruner(prep))
+            best, steps = float("inf"), 0
+            for i in draw:
+                curve, value, feasible = pool[i]
+                trial = study.ask()
+                for step, nats in curve:
+                    trial.report(nats, step)
+                    if trial.should_prune():
+                        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                        break
+                else:
+                    study.tell(trial, value)
+                    best = min(best, value) if feasible else best
+                steps += step
+            bests.append(best)
+            spent.append(steps)
+        out[label] = {
+            "best_nats_mean": statistics.fmean(bests),
+            "best_nats_std": statistics.stdev(bests),
+            "steps_mean": statistics.fmean(spent),
+            "steps_share": statistics.fmean(spent) / (trials * pool[0][0][-1][0]),
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-configs", type=int, default=4)
@@ -180,7 +257,13 @@ def main() -> None:
     parser.add_argument("--only", choices=("overhead", "search"), default=None)
     parser.add_argument("--no-baseline", action="store_true", help="search quality: skip the random baseline")
     parser.add_argument("--keep", type=Path, default=None, help="search quality: copy each study's journal here")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="search quality: TPE's sampler seeds")
+    parser.add_argument("--replay", type=Path, default=None, help="a kept random study's journal: replay pruners")
+    parser.add_argument("--orders", type=int, default=200, help="--replay: random draws of --trials trials")
     args = parser.parse_args()
+    if args.replay is not None:
+        print(json.dumps(replay(args.replay, args.trials, REPLAYED, args.orders), indent=1), flush=True)
+        return
     with tempfile.TemporaryDirectory(prefix="nflab-tune-bench-") as tmp:
         folder = Path(tmp)
         report: dict[str, Any] = {}
@@ -190,7 +273,7 @@ def main() -> None:
         if args.only in (None, "search"):
             report["search"] = search(
                 folder, args.trials, args.steps, args.startup, args.pruners, args.warmup,
-                baseline=not args.no_baseline, keep=args.keep,
+                baseline=not args.no_baseline, keep=args.keep, seeds=args.seeds,
             )  # fmt: skip
             print(json.dumps(report["search"], indent=1), flush=True)
 
