@@ -8,7 +8,8 @@ TPE + Hyperband against random search without pruning.
   exit; the machine's busy fraction (``/proc/stat``) is sampled meanwhile, and reported over the whole command and
   over its trial phase (from the first run's start to the last run's end in nflab's store: what ``parallel: 2``
   keeps busy, without the fixed start-up and the end). Overhead = ``T_tune / T_campaign − 1`` (goal < 5 %);
-  throughput = trials per minute.
+  throughput = trials per minute. ``--repeats R`` runs R pairs, alternating which command goes first, and reports
+  the medians, with each command's fixed seconds (the whole command less its trial phase) apart from the phase.
 - **search quality**: ``pipelines/catalog/tune-monotone-toy.yaml`` with ``--trials N`` as shipped (TPE seeded,
   Hyperband) and with ``tune.sampler.kind=random``, ``tune.pruner.kind=none``: the best validation nats reached and
   the training steps spent in all trials together (goal: the same nats for ≤ 50 % of the steps). For the random
@@ -22,7 +23,7 @@ TPE + Hyperband against random search without pruning.
 
     python tests/benchmarks/tune_bench.py [--only overhead|search] [--trials 12] [--steps 600] [--startup 4]
         [--pruners hyperband successive_halving] [--warmup 300] [--seeds 0 1 2] [--no-baseline] [--keep DIR]
-        [--n-configs 4] [--grid-steps 1500]
+        [--n-configs 4] [--grid-steps 1500] [--repeats 3]
     python tests/benchmarks/tune_bench.py --replay KEPT.journal --trials 16 [--orders 200]
 
 TPE draws its first ``startup_trials`` (Optuna's default: 10) at random with the same seeded generator as the random
@@ -97,7 +98,7 @@ def _busy(sampler: CpuSampler, home: Path) -> tuple[float, float, float]:
     return whole, sampler.busy_between(*stamp), stamp[1] - stamp[0]
 
 
-def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
+def overhead(folder: Path, n: int, steps: int, *, campaign_first: bool = False) -> dict[str, Any]:
     lrs = [round(1e-3 * (1.2**i), 6) for i in range(n)]
     every = max(1, steps // 5)
     tune_yaml = folder / "grid-tune.yaml"
@@ -110,8 +111,11 @@ def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
     run_yaml.write_text(GRID.format(name="grid-run", steps=steps, every=every) + f"matrix:\n  train.lr: {lrs}\n")
     (folder / "t").mkdir()
     (folder / "c").mkdir()
+    if campaign_first:
+        ran, t_run, cpu_run = _nflab(["run", str(run_yaml)], folder / "c")
     shown, t_tune, cpu_tune = _nflab(["tune", str(tune_yaml)], folder / "t")
-    ran, t_run, cpu_run = _nflab(["run", str(run_yaml)], folder / "c")
+    if not campaign_first:
+        ran, t_run, cpu_run = _nflab(["run", str(run_yaml)], folder / "c")
     (busy_tune, trials_tune, phase_tune), (busy_run, trials_run, phase_run) = (
         _busy(cpu_tune, folder / "t"), _busy(cpu_run, folder / "c")
     )  # fmt: skip
@@ -129,6 +133,8 @@ def overhead(folder: Path, n: int, steps: int) -> dict[str, Any]:
         "busy_campaign_run_phase": trials_run,
         "trial_phase_s": phase_tune,
         "campaign_run_phase_s": phase_run,
+        "fixed_s_tune": t_tune - phase_tune,  # before the first trial and after the last
+        "fixed_s_campaign": t_run - phase_run,
         "tune_states": states,
         "tune_fail_reasons": sorted({str(t["reason"])[:160] for t in shown["trials"] if t["state"] == "fail"}),
         "campaign_finished": sum(r.get("status") == "finished" for r in ran["runs"]),
@@ -248,6 +254,7 @@ def replay(journal: Path, trials: int, overrides: dict[str, list[str]], orders: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-configs", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=1, help="overhead: tune/campaign pairs (order alternates)")
     parser.add_argument("--grid-steps", type=int, default=1500, help="steps of each overhead run (~20 s on 1 core)")
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--steps", type=int, default=600, help="train.steps of the search-quality studies")
@@ -268,7 +275,14 @@ def main() -> None:
         folder = Path(tmp)
         report: dict[str, Any] = {}
         if args.only in (None, "overhead"):
-            report["overhead"] = overhead(folder, args.n_configs, args.grid_steps)
+            rows = []
+            for i in range(args.repeats):  # alternating which command goes first cancels a drift of the machine
+                (folder / f"r{i}").mkdir()
+                rows.append(overhead(folder / f"r{i}", args.n_configs, args.grid_steps, campaign_first=i % 2 == 1))
+                print(json.dumps(rows[-1], indent=1), flush=True)
+            keys = ("tune_s", "campaign_s", "overhead", "trial_phase_s", "campaign_run_phase_s", "fixed_s_tune",
+                    "fixed_s_campaign", "busy_tune_trial_phase", "busy_campaign_run_phase")  # fmt: skip
+            report["overhead"] = {f"median_{k}": statistics.median(r[k] for r in rows) for k in keys}
             print(json.dumps(report["overhead"], indent=1), flush=True)
         if args.only in (None, "search"):
             report["search"] = search(
