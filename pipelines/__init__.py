@@ -6,19 +6,43 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .errors import PipelineError
-from .expand import campaign_fingerprint, expand, planned_runs
-from .loader import (
-    CATALOG,
-    CampaignTooLarge,
-    check_dataset_available,
-    load_pipeline,
-    load_pipeline_text,
-    pipeline_path,
-)
-from .schema import Pipeline, RunConfig, RunSpec
+if TYPE_CHECKING:
+    from .errors import PipelineError
+    from .expansion import campaign_fingerprint, expand, planned_runs
+    from .loader import CampaignTooLarge, check_dataset_available, load_pipeline, load_pipeline_text, pipeline_path
+    from .schema import Pipeline, RunConfig, RunSpec
+
+CATALOG = Path(__file__).parent / "catalog"
+
+#: public names and their modules, imported on first use: the schema imports the flow family (torch), and the
+#: read-only commands (status, leaderboard, tune list) that only need ``errors`` should not pay for it. No public
+#: name may be a submodule's name: importing the submodule would bind the package attribute to the module
+_LAZY = {
+    "PipelineError": "errors",
+    "campaign_fingerprint": "expansion",
+    "expand": "expansion",
+    "planned_runs": "expansion",
+    "CampaignTooLarge": "loader",
+    "check_dataset_available": "loader",
+    "load_pipeline": "loader",
+    "load_pipeline_text": "loader",
+    "pipeline_path": "loader",
+    "Pipeline": "schema",
+    "RunConfig": "schema",
+    "RunSpec": "schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
 
 
 def catalog_path(name: str) -> Path:
@@ -35,6 +59,7 @@ def list_catalog() -> list[str]:
 
 
 __all__ = [
+    "CATALOG",
     "CampaignTooLarge",
     "Pipeline",
     "PipelineError",

@@ -17,15 +17,15 @@ from pydantic import ValidationError
 
 from nflab.flows.data import DatasetFileError, DatasetFormatError, load_images
 
+from . import CATALOG
 from .describe import from_validation_error
 from .errors import Invalid, PipelineError, format_path
-from .expand import expand, planned_runs
+from .expansion import expand, planned_runs
 from .locate import Locator
 from .matrix import check_path
 from .schema import Pipeline
 from .yaml_lines import YamlSyntaxError, parse_scalar, parse_with_lines
 
-CATALOG = Path(__file__).parent / "catalog"
 TOP_LEVEL_SETTABLE = ("name", "repeats")
 
 

@@ -21,7 +21,7 @@ import nflab.flows as flows
 from nflab.flows.options import ConfigError, OptionSpec, allowed_text, check_value, choices_of
 
 from .errors import Invalid, PipelineError
-from .expand import base_config, locator_of
+from .expansion import base_config, locator_of
 from .hashing import config_hash, derive_seed
 from .resolve import data_kind, resolve_run
 from .schema import TRAIN_SEARCH, Pipeline, TrainSpec

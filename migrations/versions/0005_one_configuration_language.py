@@ -23,7 +23,6 @@ from alembic import op
 
 from nflab.pipelines.errors import Invalid
 from nflab.pipelines.hashing import canonical_json, config_hash
-from nflab.pipelines.upgrade import upgrade_config
 
 revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
@@ -40,6 +39,8 @@ def _written_before(config: object) -> bool:
 
 
 def upgrade() -> None:
+    from nflab.pipelines.upgrade import upgrade_config  # imports the flow family: only when this revision runs
+
     bind = op.get_bind()
     runs = sa.table(
         "nflab_runs", sa.column("id", sa.String), sa.column("config", sa.JSON), sa.column("config_hash", sa.String)

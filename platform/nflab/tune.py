@@ -26,14 +26,17 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nflab.pipelines import Pipeline, PipelineError, expand, load_pipeline, load_pipeline_text, pipeline_path
-from nflab.pipelines.errors import Invalid
+from nflab.pipelines.errors import Invalid, PipelineError
 from nflab.pipelines.hashing import canonical_json, sha256_hex
-from nflab.pipelines.tune_space import Dimension, grid_points, search_space, trial_spec
 from nflab.settings import Settings, redact
 from nflab.store import Store, StoreLookupError
+
+if TYPE_CHECKING:  # the schema imports the flow family (torch): loaded by what prepares or runs a study, not by
+    # what reads one (nflab tune list / show, the web app)
+    from nflab.pipelines import Pipeline
+    from nflab.pipelines.tune_space import Dimension
 
 OnEvent = Callable[[str, dict[str, Any]], None]
 PRUNED_TAG, STUDY_TAG, TRIAL_TAG = "nflab.pruned_at_step", "nflab.study", "nflab.trial"
@@ -79,7 +82,8 @@ def prepare_study(
 ) -> PreparedStudy:  # fmt: skip
     """Validate everything before anything is written (no journal file, no store row): the pipeline, its
     ``tune`` section and space, the sampler's extra packages and the data files."""
-    from nflab.pipelines import check_dataset_available
+    from nflab.pipelines import check_dataset_available, expand, load_pipeline, pipeline_path
+    from nflab.pipelines.tune_space import search_space
 
     extra = [*overrides]
     if trials is not None:
@@ -130,6 +134,8 @@ def make_sampler(prep: PreparedStudy) -> Any:
     spec = prep.tune.sampler
     seed = spec.seed
     if spec.kind == "grid":
+        from nflab.pipelines.tune_space import grid_points
+
         return s.GridSampler(grid_points(prep.dims), seed=seed)
     startup = {} if spec.startup_trials is None else {"n_startup_trials": spec.startup_trials}
     return {
@@ -378,6 +384,8 @@ class StudyDriver:
         trial = self.study.ask(self.distributions)
         trial.set_user_attr("nflab.proposed", proposed)
         try:
+            from nflab.pipelines.tune_space import trial_spec
+
             spec = trial_spec(self.prep.pipeline, trial.params, trial.number, self.prep.name)
         except Invalid as exc:
             reason = f"not a valid run: {exc}"
@@ -644,6 +652,7 @@ def show_study(settings: Settings, name: str) -> dict[str, Any]:
 def promote_pipeline(settings: Settings, name: str, *, seeds: int = 5, trial: int | None = None) -> Pipeline:
     """The best trial's (or trial ``trial``'s, e.g. a Pareto point) configuration as an ordinary pipeline of
     ``seeds`` repeats named ``<study>-best``, validated (no ``tune`` section)."""
+    from nflab.pipelines import load_pipeline_text
     from nflab.pipelines.yaml_lines import parse_with_lines
 
     study = load(settings, name)
