@@ -82,9 +82,10 @@ def _run(path: Path, overrides: list[str], trials: int | None, parallel: int | N
     from nflab.pipelines import expand
     from nflab.workers import node_capacities
 
-    # the study's plots are drawn at its end: their modules load while Ray starts, not after the last trial;
-    # nothing is written before the resources are checked
-    plotting = ("optuna.visualization", "optuna.visualization.matplotlib")
+    # the study's plots are drawn at its end: their modules load while Ray starts, not after the last trial
+    # (scikit-learn, 2-3 s, is what Optuna's fANOVA importances import on first use); nothing is written before the
+    # resources are checked
+    plotting = ("optuna.visualization", "optuna.visualization.matplotlib", "sklearn.ensemble")
     _store_while_ray_starts(settings, address, warm=plotting, open_store=False)
     base = [s.model_dump(mode="json") for s in expand(prep.pipeline)]  # every trial asks for these resources
     check_resources(PreparedCampaign(prep.name, base, "", "", prep.filename), node_capacities())
