@@ -51,14 +51,26 @@ class SamplerSpec(_Section):
         return self
 
 
+#: the pruners that promote a fraction of the trials from rung to rung (``reduction_factor``)
+RUNG_PRUNERS = ("hyperband", "successive_halving")
+
+
 class PrunerSpec(_Section):
     """Optuna pruner ``kind``; ``startup_trials``: trials run to the end before the median pruner prunes;
     ``warmup_steps``: evaluations before this training step never prune (every pruner: the median pruner's warm-up,
-    the first rung of Hyperband and successive halving)."""
+    the first rung of Hyperband and successive halving); ``reduction_factor`` η: Hyperband and successive halving
+    promote the best 1/η of a rung's trials to the next rung, η times further (Li et al. 2018)."""
 
     kind: Literal[PRUNERS] = "median"  # type: ignore[valid-type]
     startup_trials: Annotated[int, Field(ge=0, le=10**6)] = 2
     warmup_steps: Annotated[int, Field(ge=0, le=10**9)] = 0
+    reduction_factor: Annotated[int, Field(ge=2, le=10)] = 3
+
+    @model_validator(mode="after")
+    def _reduction_needs_rungs(self) -> PrunerSpec:
+        if "reduction_factor" in self.model_fields_set and self.kind not in RUNG_PRUNERS:
+            raise ValueError(f"reduction_factor applies to the pruners {', '.join(RUNG_PRUNERS)}, not {self.kind!r}")
+        return self
 
 
 class RangeSpec(_Section):

@@ -159,8 +159,10 @@ def make_pruner(prep: PreparedStudy) -> Any:
     if spec.kind == "median":
         return p.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_steps)
     if spec.kind == "hyperband":
-        return p.HyperbandPruner(min_resource=first_rung, max_resource=train.steps, reduction_factor=3)
-    return p.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=3)
+        return p.HyperbandPruner(
+            min_resource=first_rung, max_resource=train.steps, reduction_factor=spec.reduction_factor
+        )
+    return p.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=spec.reduction_factor)
 
 
 def distributions(dims: Sequence[Dimension]) -> dict[str, Any]:

@@ -65,10 +65,14 @@ resources: {{cpu: 1, gpu: 0, retries: 0}}
 
 #: pruner settings replayed by ``--replay`` (``--set`` overrides of the catalog study)
 REPLAYED = {
-    f"{kind}, first rung {rung}": [f"tune.pruner.kind={kind}", f"tune.pruner.warmup_steps={rung}"]
-    for kind in ("hyperband", "successive_halving", "median")
+    f"{kind}, first rung {rung}" + (f", η {eta}" if eta else ""): [
+        f"tune.pruner.kind={kind}", f"tune.pruner.warmup_steps={rung}",
+        *([f"tune.pruner.reduction_factor={eta}"] if eta else []),
+    ]
+    for kind, etas in (("hyperband", (2, 3, 4)), ("successive_halving", (2, 3, 4)), ("median", (None,)))
+    for eta in etas
     for rung in (100, 200, 300)
-}
+}  # fmt: skip
 
 
 def _nflab(args: list[str], home: Path) -> tuple[dict[str, Any], float, CpuSampler]:

@@ -65,6 +65,8 @@ def _journal(home: Path) -> JournalStorage:
         ("tune:\n  space: {model.couplings: {low: 0, high: 4}}\n", "outside the declared bounds"),
         ("tune:\n  sampler: {kind: bayes}\n", "tune.sampler.kind"),
         ("tune:\n  sampler: {kind: random, startup_trials: 3}\n", "startup_trials applies to the samplers tpe"),
+        ("tune:\n  pruner: {kind: median, reduction_factor: 4}\n", "reduction_factor applies to the pruners hyperband"),
+        ("tune:\n  pruner: {kind: hyperband, reduction_factor: 1}\n", "tune.pruner.reduction_factor"),
         ("", "the pipeline has no tune section"),
     ],
 )
