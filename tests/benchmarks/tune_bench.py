@@ -19,12 +19,15 @@ TPE + Hyperband against random search without pruning.
 - **replay**: ``--replay JOURNAL`` takes a kept random study without pruning of many trials (a pool of full learning
   curves) and replays random searches of ``--trials`` trials drawn from it through each pruner setting of
   ``REPLAYED`` (nflab's own pruners for the catalog study), ``--orders`` times: the expected best nats and steps of
-  random search with and without each pruner, in seconds instead of hours.
+  random search with and without each pruner, in seconds instead of hours. The pool of the RESULTS.md figures (40
+  trials of the catalog study, random, seed 0) and the TPE studies measured against it are kept in
+  ``tests/benchmarks/data/tune/``.
 
     python tests/benchmarks/tune_bench.py [--only overhead|search] [--trials 12] [--steps 600] [--startup 4]
         [--pruners hyperband successive_halving] [--warmup 300] [--seeds 0 1 2] [--no-baseline] [--keep DIR]
         [--n-configs 4] [--grid-steps 1500] [--repeats 3]
-    python tests/benchmarks/tune_bench.py --replay KEPT.journal --trials 16 [--orders 200]
+    python tests/benchmarks/tune_bench.py --replay tests/benchmarks/data/tune/random-40-trials.journal --trials 16
+        [--orders 300]
 
 TPE draws its first ``startup_trials`` (Optuna's default: 10) at random with the same seeded generator as the random
 sampler, so a study shorter than that compares Hyperband alone; ``--startup`` lets the model propose earlier.
