@@ -88,8 +88,10 @@ def test_the_pin_holds_specs_seeds_references_code_environment_and_data(store: S
 def test_due_rerun_on_cpu_is_reproduced_by_the_exact_tier(store: Store, pinned: dict) -> None:
     sched = store.get_schedule("toy")
     settings = load_settings()
-    assert repro.tick(store, settings, sched["anchor_at"] + timedelta(hours=1)) == []  # not due yet
-    rows = repro.tick(store, settings, sched["anchor_at"] + timedelta(days=1, hours=1))
+    due = repro.next_due(sched, sched["anchor_at"])  # @daily: the next midnight (an hour away at 23:00)
+    assert due is not None
+    assert repro.tick(store, settings, due - timedelta(minutes=1)) == []  # not due yet
+    rows = repro.tick(store, settings, due + timedelta(hours=1))
     assert [r["status"] for r in rows] == ["reproduced"], rows
     assert rows[0]["details"]["tier"] == "exact" and rows[0]["trigger"] == "due"
     assert rows[0]["reason"].startswith("exact tier: 2 run(s) identical")
