@@ -150,13 +150,14 @@ def overhead(folder: Path, n: int, steps: int, *, campaign_first: bool = False) 
 
 def search(
     folder: Path, trials: int, steps: int, startup: int | None, pruners: list[str], warmup: int | None,
-    *, baseline: bool = True, keep: Path | None = None, seeds: Sequence[int] = (0,),
+    *, baseline: bool = True, keep: Path | None = None, seeds: Sequence[int] = (0,), sets: Sequence[str] = (),
 ) -> dict[str, Any]:  # fmt: skip
     out = {}
     common = ["--trials", str(trials), "--set", f"train.steps={steps}", "--set", f"train.eval_every={steps // 10}"]
     tpe = [] if startup is None else ["--set", f"tune.sampler.startup_trials={startup}"]
     if warmup is not None:
         tpe += ["--set", f"tune.pruner.warmup_steps={warmup}"]
+    tpe += [arg for s in sets for arg in ("--set", s)]
     variants = {
         f"tpe+{p}" + (f", seed {seed}" if len(seeds) > 1 else ""): [
             *tpe, "--set", f"tune.pruner.kind={p}", "--set", f"tune.sampler.seed={seed}"
@@ -268,6 +269,7 @@ def main() -> None:
     parser.add_argument("--startup", type=int, default=None, help="TPE's random start-up trials (Optuna: 10)")
     parser.add_argument("--pruners", nargs="+", default=["hyperband"], help="pruners tried with TPE (search quality)")
     parser.add_argument("--warmup", type=int, default=None, help="tune.pruner.warmup_steps (default: the catalog's)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="search quality: KEY=VALUE for TPE")
     parser.add_argument("--only", choices=("overhead", "search"), default=None)
     parser.add_argument("--no-baseline", action="store_true", help="search quality: skip the random baseline")
     parser.add_argument("--keep", type=Path, default=None, help="search quality: copy each study's journal here")
@@ -294,7 +296,7 @@ def main() -> None:
         if args.only in (None, "search"):
             report["search"] = search(
                 folder, args.trials, args.steps, args.startup, args.pruners, args.warmup,
-                baseline=not args.no_baseline, keep=args.keep, seeds=args.seeds,
+                baseline=not args.no_baseline, keep=args.keep, seeds=args.seeds, sets=args.sets,
             )  # fmt: skip
             print(json.dumps(report["search"], indent=1), flush=True)
 

@@ -115,10 +115,13 @@ def test_study_prunes_fails_and_records_every_trial(home: Path, tmp_path: Path, 
     history = client.get_metric_history(pruned.info.run_id, "train_loss")
     assert history and max(m.step for m in history) < 600
     assert trials[by_lr[3e-3]["run_key"]].info.status == "FINISHED"
-    # the pruned trial stopped itself (a killed worker writes nothing more) within two log intervals of the decision
+    # the pruned trial stopped itself (a killed worker writes nothing more), soon after the decision: the driver
+    # decides within its 0.5 s poll and the task hears it at its second post after that, a few 20-step evaluations
+    # later on a loaded machine (~15 ms a step); a trial that missed the stop would run all 600 steps in ~10 s,
+    # inside its 15 s grace, and write no stop line
     log = (home / "runs" / shown["campaign_id"] / by_lr[2e-7]["run_key"] / "train.log").read_text()
     stopped = re.search(r"stopped at step (\d+): the tuning driver pruned this trial", log)
-    assert stopped and by_lr[2e-7]["steps"] < int(stopped.group(1)) <= by_lr[2e-7]["steps"] + 2 * 20, log
+    assert stopped and by_lr[2e-7]["steps"] < int(stopped.group(1)) <= by_lr[2e-7]["steps"] + 10 * 20, log
     assert parent.info.status == "FINISHED"
     assert any(p.endswith("history.png") for p in shown["plots"])
 
