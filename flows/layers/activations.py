@@ -50,10 +50,8 @@ def _swish_derivative(x: Tensor, beta: Tensor) -> Tensor:
     return s + beta * x * s * (1.0 - s)
 
 
-class LipSwish(nn.Module):
-    """x·σ(βx)/1.1 with β = softplus(β_raw), β_raw a learnable scalar (init 0.5)."""
-
-    doubles_channels = False
+class _LearnableBeta(nn.Module):
+    """The swish activations' slope β = softplus(β_raw), β_raw a learnable scalar (init 0.5)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,6 +60,12 @@ class LipSwish(nn.Module):
     @property
     def beta(self) -> Tensor:
         return F.softplus(self.beta_raw)
+
+
+class LipSwish(_LearnableBeta):
+    """x·σ(βx)/1.1 with β = softplus(β_raw), β_raw a learnable scalar (init 0.5)."""
+
+    doubles_channels = False
 
     def forward(self, x: Tensor) -> Tensor:
         return _swish(x, self.beta) / LIPSWISH_DIVISOR
@@ -70,18 +74,10 @@ class LipSwish(nn.Module):
         return _swish_derivative(x, self.beta) / LIPSWISH_DIVISOR
 
 
-class CLipSwish(nn.Module):
+class CLipSwish(_LearnableBeta):
     """[LipSwish(x), LipSwish(−x)]/1.004 along dim 1, one shared β; doubles the channels."""
 
     doubles_channels = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.beta_raw = nn.Parameter(torch.tensor(0.5))
-
-    @property
-    def beta(self) -> Tensor:
-        return F.softplus(self.beta_raw)
 
     def forward(self, x: Tensor) -> Tensor:
         beta = self.beta
