@@ -22,12 +22,21 @@ TPE with pruning against random search without pruning.
   random search with and without each pruner, in seconds instead of hours. The pool of the RESULTS.md figures (40
   trials of the catalog study, random, seed 0) and the TPE studies measured against it are kept in
   ``tests/benchmarks/data/tune/``.
+- **surrogate**: ``--surrogate JOURNAL…`` answers what the replay cannot: a sampler that learns (TPE) together with
+  a pruner. The kept studies' full curves become a landscape (a configuration's curve is the mean of its ``--k``
+  nearest measured curves, weighted by inverse squared distance in the unit cube of the space), and real Optuna
+  studies, sampler and pruner built by nflab for each setting of ``SURROGATE``, run on it over ``--orders`` sampler
+  seeds with the catalog's ``parallel``: expected best nats and steps, with standard errors, in a minute. With
+  ``k = 1`` a configuration gets its nearest measured trial's curve, so random search sees the pool as the replay
+  does (the check of the surrogate); real studies then confirm the chosen setting.
 
     python tests/benchmarks/tune_bench.py [--only overhead|search] [--trials 12] [--steps 600] [--startup 4]
         [--pruners hyperband successive_halving] [--warmup 300] [--seeds 0 1 2] [--no-baseline] [--keep DIR]
         [--n-configs 4] [--grid-steps 1500] [--repeats 3]
     python tests/benchmarks/tune_bench.py --replay tests/benchmarks/data/tune/random-40-trials.journal --trials 16
         [--orders 300]
+    python tests/benchmarks/tune_bench.py --surrogate tests/benchmarks/data/tune/*.journal --trials 16 --orders 80
+        [--k 1 3 5]
 
 TPE draws its first ``startup_trials`` (Optuna's default: 10) at random with the same seeded generator as the random
 sampler, so a study shorter than that compares Hyperband alone; ``--startup`` lets the model propose earlier.
@@ -38,6 +47,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -47,6 +57,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +86,21 @@ REPLAYED = {
     for kind, etas in (("hyperband", (2, 3, 4)), ("successive_halving", (2, 3, 4)), ("median", (None,)))
     for eta in etas
     for rung in (100, 200, 300)
+}  # fmt: skip
+
+#: sampler and pruner settings simulated by ``--surrogate`` (``--set`` overrides of the catalog study)
+SURROGATE = {
+    "TPE 4 start-up + successive halving 200, η 3": ["tune.sampler.startup_trials=4", "tune.pruner.warmup_steps=200"],
+    "TPE 4 start-up + successive halving 200, η 4": [
+        "tune.sampler.startup_trials=4", "tune.pruner.warmup_steps=200", "tune.pruner.reduction_factor=4",
+    ],
+    "TPE 4 start-up + successive halving 100, η 3": ["tune.sampler.startup_trials=4", "tune.pruner.warmup_steps=100"],
+    **{
+        f"TPE 8 start-up + successive halving {rung}, η {eta}": [
+            "tune.sampler.startup_trials=8", f"tune.pruner.warmup_steps={rung}", f"tune.pruner.reduction_factor={eta}",
+        ]
+        for rung, eta in ((200, 3), (200, 4), (150, 4), (125, 4), (100, 3))
+    },
 }  # fmt: skip
 
 
@@ -166,7 +192,14 @@ def search(
         for seed in seeds
     }  # fmt: skip
     if baseline:
-        variants["random, no pruning"] = ["--set", "tune.sampler.kind=random", "--set", "tune.pruner.kind=none"]
+        variants["random, no pruning"] = [
+            "--set",
+            "tune.sampler.kind=random",
+            "--set",
+            "tune.sampler.startup_trials=null",
+            "--set",
+            "tune.pruner.kind=none",
+        ]
     for label, extra in variants.items():
         home = folder / label.replace(", no pruning", "").replace(", seed ", "-s").replace("+", "-")
         home.mkdir()
@@ -203,6 +236,100 @@ def rank_agreement(journal: Path, name: str) -> dict[int, float]:
     return {k: round(float(spearmanr([c[k] for c in full], [c[last] for c in full])[0]), 3) for k in steps}
 
 
+@dataclass(frozen=True)
+class Curve:
+    """One trial of a kept study that ran to the end: its parameters, validation nats per evaluated step, final
+    value and feasibility (its constraints)."""
+
+    params: dict[str, Any]
+    points: list[tuple[int, float]]
+    value: float
+    feasible: bool
+
+
+def full_curves(journals: Sequence[Path]) -> list[Curve]:
+    """The complete trials of the kept studies that reached the last step, once per distinct configuration."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    pool: dict[tuple, Curve] = {}
+    for journal in journals:
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+        for name in optuna.get_all_study_names(storage):
+            for t in optuna.load_study(study_name=name, storage=storage).trials:
+                if t.state.name != "COMPLETE" or not t.intermediate_values:
+                    continue
+                feasible = all(c <= 0 for c in t.system_attrs.get("constraints") or [])
+                curve = Curve(dict(t.params), sorted(t.intermediate_values.items()), t.values[0], feasible)
+                pool.setdefault(tuple(sorted(t.params.items())), curve)
+    last = max(c.points[-1][0] for c in pool.values())
+    return [c for c in pool.values() if c.points[-1][0] == last]
+
+
+def _simulate(study: Any, draw: Any, trials: int, parallel: int) -> tuple[float, int]:
+    """Run ``trials`` trials of ``study``, ``parallel`` in flight, each trial's learning curve given by
+    ``draw(trial)`` (a :class:`Curve`) and every step taking the same time; reports go to the study's pruner as the
+    driver sends them.
+    Returns the best feasible complete value and the steps spent (a pruned trial counts the steps it reached)."""
+    import heapq
+
+    import optuna
+
+    active: list[tuple[int, int, Any, Curve, int]] = []
+    asked, best, spent = 0, float("inf"), 0
+
+    def ask(now: int) -> None:
+        nonlocal asked
+        trial = study.ask(getattr(draw, "distributions", None))
+        curve = draw(trial)
+        asked += 1
+        heapq.heappush(active, (now + curve.points[0][0], asked, trial, curve, 0))
+
+    for _ in range(parallel):
+        ask(0)
+    while active:
+        now, order, trial, curve, i = heapq.heappop(active)
+        step, nats = curve.points[i]
+        trial.report(nats, step)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif i + 1 < len(curve.points):
+            heapq.heappush(active, (now + curve.points[i + 1][0] - step, order, trial, curve, i + 1))
+            continue
+        else:
+            study.tell(trial, curve.value)
+            best = min(best, curve.value) if curve.feasible else best
+        spent += step
+        if asked < trials:
+            ask(now)
+    return best, spent
+
+
+def _summary(results: list[tuple[float, int]], budget: int) -> dict[str, Any]:
+    bests, spent = [r[0] for r in results], [r[1] / budget for r in results]
+    n = len(results)
+    return {
+        "best_nats_mean": statistics.fmean(bests),
+        "best_nats_std": statistics.stdev(bests),
+        "best_nats_se": statistics.stdev(bests) / n**0.5,
+        "steps_share": statistics.fmean(spent),
+        "steps_share_se": statistics.stdev(spent) / n**0.5,
+        "first": [(round(b, 4), round(s, 3)) for b, s in zip(bests[:4], spent[:4], strict=False)],
+    }
+
+
+class _PoolDraw:
+    """``draw`` for :func:`_simulate`: trial i of the study is curve ``order[i]`` of the pool (the replay)."""
+
+    def __init__(self, pool: list[Curve], order: list[int]) -> None:
+        self.pool, self.order = pool, order
+
+    def __call__(self, trial: Any) -> Curve:
+        return self.pool[self.order[trial.number]]
+
+
 def replay(journal: Path, trials: int, overrides: dict[str, list[str]], orders: int, seed: int = 0) -> dict[str, Any]:
     """Random search of ``trials`` trials with each pruner, replayed ``orders`` times from a pool of full learning
     curves (a random study without pruning): each order draws ``trials`` curves of the pool without replacement and
@@ -212,50 +339,102 @@ def replay(journal: Path, trials: int, overrides: dict[str, list[str]], orders: 
     import random
 
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     from nflab.settings import load_settings
     from nflab.tune import make_pruner, prepare_study
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = JournalStorage(JournalFileBackend(str(journal)))
-    (name,) = optuna.get_all_study_names(storage)
-    pool = []
-    for t in optuna.load_study(study_name=name, storage=storage).trials:
-        if t.state.name == "COMPLETE" and t.intermediate_values:
-            feasible = all(c <= 0 for c in t.system_attrs.get("constraints") or [])
-            pool.append((sorted(t.intermediate_values.items()), t.values[0], feasible))
+    pool = full_curves([journal])
     settings = load_settings()
     rng = random.Random(seed)
     draws = [rng.sample(range(len(pool)), trials) for _ in range(orders)]
+    budget = trials * pool[0].points[-1][0]
     out: dict[str, Any] = {"pool": len(pool), "trials": trials, "orders": orders}
     for label, extra in {"random, no pruning": ["tune.pruner.kind=none"], **overrides}.items():
         prep = prepare_study(CATALOG, extra, settings)
-        bests, spent = [], []
-        for k, draw in enumerate(draws):
-            study = optuna.create_study(study_name=f"replay-{k}", pruner=make_pruner(prep))
-            best, steps = float("inf"), 0
-            for i in draw:
-                curve, value, feasible = pool[i]
-                trial = study.ask()
-                for step, nats in curve:
-                    trial.report(nats, step)
-                    if trial.should_prune():
-                        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                        break
-                else:
-                    study.tell(trial, value)
-                    best = min(best, value) if feasible else best
-                steps += step
-            bests.append(best)
-            spent.append(steps)
-        out[label] = {
-            "best_nats_mean": statistics.fmean(bests),
-            "best_nats_std": statistics.stdev(bests),
-            "steps_mean": statistics.fmean(spent),
-            "steps_share": statistics.fmean(spent) / (trials * pool[0][0][-1][0]),
-        }
+        results = [  # the study's name picks Hyperband's brackets: fixed per draw, as before
+            _simulate(
+                optuna.create_study(study_name=f"replay-{k}", pruner=make_pruner(prep)), _PoolDraw(pool, d), trials, 1
+            )
+            for k, d in enumerate(draws)
+        ]
+        out[label] = _summary(results, budget)
+    return out
+
+
+class Landscape:
+    """A surrogate of the catalog study (Eggensperger et al., AAAI 2015: surrogate benchmarks for HPO): a
+    configuration's learning curve is the inverse-squared-distance mean of the ``k`` nearest measured curves, in the
+    unit cube of the search space (log scale for log ranges; a categorical differs by 1). ``k = 1`` answers the
+    nearest measured trial, so random configurations see the pool as random search did."""
+
+    def __init__(self, pool: list[Curve], distributions: dict[str, Any], k: int) -> None:
+        self.pool, self.distributions, self.k = pool, distributions, k
+        self.points = [self._unit(c.params) for c in pool]
+
+    def _unit(self, params: dict[str, Any]) -> list[float]:
+        out = []
+        for name, d in self.distributions.items():
+            v = params[name]
+            if hasattr(d, "choices"):
+                out.append(float(d.choices.index(v)))
+            elif d.log:
+                out.append((math.log(v) - math.log(d.low)) / (math.log(d.high) - math.log(d.low)))
+            else:
+                out.append((v - d.low) / (d.high - d.low))
+        return out
+
+    def __call__(self, trial: Any) -> Curve:
+        return self.curve(trial.params)
+
+    def curve(self, params: dict[str, Any]) -> Curve:
+        """The learning curve the surrogate answers for ``params``; its value is the curve's best (the objective is
+        the run's best evaluated nats), its feasibility the nearest trial's."""
+        x = self._unit(params)
+        near = sorted((math.dist(x, p), i) for i, p in enumerate(self.points))[: self.k]
+        curves = [self.pool[i] for _, i in near]
+        if self.k == 1 or near[0][0] < 1e-12:
+            return Curve(params, curves[0].points, curves[0].value, curves[0].feasible)
+        weights = [1 / d**2 for d, _ in near]
+        total = sum(weights)
+        points = [
+            (step, sum(w * c.points[j][1] for w, c in zip(weights, curves, strict=True)) / total)
+            for j, (step, _) in enumerate(curves[0].points)
+        ]
+        return Curve(params, points, min(v for _, v in points), curves[0].feasible)
+
+
+def surrogate(
+    journals: Sequence[Path], trials: int, variants: dict[str, list[str]], seeds: int, ks: Sequence[int]
+) -> dict[str, Any]:
+    """Expected best nats and steps of real Optuna studies (nflab's own sampler and pruner for the catalog study with
+    each variant's ``--set`` overrides, sampler seeds 0…``seeds``−1, the catalog's ``parallel``) on the
+    :class:`Landscape` of the kept studies' curves: what a sampler *and* pruner together do, over many seeds, in
+    seconds; real studies then check the choice. Random search without pruning is the baseline row."""
+    import optuna
+
+    from nflab.settings import load_settings
+    from nflab.tune import distributions, make_pruner, make_sampler, prepare_study
+
+    pool = full_curves(journals)
+    settings = load_settings()
+    budget = trials * pool[0].points[-1][0]
+    out: dict[str, Any] = {"pool": len(pool), "trials": trials, "seeds": seeds}
+    rows = {
+        "random, no pruning": ["tune.sampler.kind=random", "tune.sampler.startup_trials=null", "tune.pruner.kind=none"],
+        **variants,
+    }
+    for k in ks:
+        for label, extra in rows.items():
+            results = []
+            for seed in range(seeds):
+                prep = prepare_study(CATALOG, [*extra, f"tune.sampler.seed={seed}"], settings)
+                land = Landscape(pool, distributions(prep.dims), k)
+                study = optuna.create_study(
+                    study_name=f"surrogate-{seed}", sampler=make_sampler(prep), pruner=make_pruner(prep)
+                )
+                results.append(_simulate(study, land, trials, prep.tune.parallel))
+            out[f"k={k}, {label}"] = _summary(results, budget)
+            print(f"k={k}, {label}: {json.dumps(out[f'k={k}, {label}'])}", file=sys.stderr, flush=True)
     return out
 
 
@@ -275,8 +454,15 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="search quality: copy each study's journal here")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="search quality: TPE's sampler seeds")
     parser.add_argument("--replay", type=Path, default=None, help="a kept random study's journal: replay pruners")
-    parser.add_argument("--orders", type=int, default=200, help="--replay: random draws of --trials trials")
+    parser.add_argument("--orders", type=int, default=200, help="--replay: random draws of --trials trials; "
+                        "--surrogate: sampler seeds per setting")  # fmt: skip
+    parser.add_argument("--surrogate", type=Path, nargs="+", default=None, help="kept studies' journals: simulate "
+                        "the SURROGATE settings on their curves")  # fmt: skip
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 3], help="--surrogate: nearest curves averaged")
     args = parser.parse_args()
+    if args.surrogate is not None:
+        print(json.dumps(surrogate(args.surrogate, args.trials, SURROGATE, args.orders, args.k), indent=1), flush=True)
+        return
     if args.replay is not None:
         print(json.dumps(replay(args.replay, args.trials, REPLAYED, args.orders), indent=1), flush=True)
         return

@@ -1,0 +1,62 @@
+"""Keeps the tuning benchmark's replay and surrogate honest: the simulated driver spends what the trials ran, a pruner
+stops a trial that is clearly behind at its rung, and the surrogate with ``k = 1`` answers the measured curves (so
+random search on it is the replay). Real Optuna samplers and pruners, the kept journals; no timing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import tune_bench  # noqa: E402
+from tune_bench import Curve, Landscape, _PoolDraw, _simulate, full_curves  # noqa: E402
+
+JOURNALS = sorted((BENCH / "data" / "tune").glob("*.journal"))
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _curve(final: float, feasible: bool = True) -> Curve:
+    return Curve({}, [(100 * i, final + 1.0 / i) for i in range(1, 11)], final + 0.1, feasible)
+
+
+def test_without_a_pruner_every_trial_runs_to_the_end_and_the_best_is_feasible() -> None:
+    pool = [_curve(4.0), _curve(3.0, feasible=False), _curve(3.5), _curve(5.0)]
+    best, spent = _simulate(optuna.create_study(pruner=optuna.pruners.NopPruner()), _PoolDraw(pool, [0, 1, 2, 3]), 4, 2)
+    assert spent == 4 * 1000
+    assert best == pytest.approx(3.6)  # 3.1 is infeasible: never best
+
+
+def test_successive_halving_stops_a_trial_behind_at_its_first_rung() -> None:
+    pool = [_curve(3.0), _curve(3.1), _curve(6.0)]
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=200, reduction_factor=3)
+    best, spent = _simulate(optuna.create_study(study_name="t", pruner=pruner), _PoolDraw(pool, [0, 1, 2]), 3, 1)
+    # the first trial is best so far at every rung; the second is not (2 of 3 behind) and the third is far behind
+    assert best == pytest.approx(3.1)
+    assert spent == 1000 + 200 + 200
+
+
+def test_the_surrogate_with_one_neighbour_answers_the_measured_curves() -> None:
+    from nflab.settings import load_settings
+    from nflab.tune import distributions, prepare_study
+
+    pool = full_curves(JOURNALS)
+    assert len(pool) >= 40
+    assert len({tuple(sorted(c.params.items())) for c in pool}) == len(pool)  # once per configuration
+    dists = distributions(prepare_study(tune_bench.CATALOG, [], load_settings()).dims)
+    land = Landscape(pool, dists, k=1)
+    assert all(land.curve(c.params) == c for c in pool)
+    # a configuration never measured (the pool's random study was seeded 0) gets its nearest measured trial's curve
+    # with k = 1, a blend of its neighbours' with k = 3
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=12345)).ask(dists)
+    assert land(trial).points in [c.points for c in pool]
+    blended = Landscape(pool, dists, k=3)(trial)
+    assert blended.points not in [c.points for c in pool]
+    finals = sorted(c.value for c in pool)
+    assert finals[0] <= blended.value <= finals[-1]
+    assert [s for s, _ in blended.points] == [s for s, _ in pool[0].points]
