@@ -11,11 +11,11 @@ TPE with pruning against random search without pruning.
   throughput = trials per minute. ``--repeats R`` runs R pairs, alternating which command goes first, and reports
   the medians, with each command's fixed seconds (the whole command less its trial phase) apart from the phase.
 - **search quality**: ``pipelines/catalog/tune-monotone-toy.yaml`` with ``--trials N`` as shipped (TPE seeded,
-  successive halving from step 200) and with ``tune.sampler.kind=random``, ``tune.pruner.kind=none``: the best
-  validation nats reached and the training steps spent in all trials together (goal: the same nats for ≤ 50 % of
-  the steps). For the random baseline, whose trials all run to the end, Spearman's rho between each step's
-  validation nats and the final ones says from which step the ranking a pruner acts on holds. ``--seeds`` repeats
-  each TPE variant per sampler seed (one study is one draw).
+  8 start-up trials, successive halving from a first rung of 125 steps, η 4) and with ``tune.sampler.kind=random``,
+  ``tune.pruner.kind=none``: the best validation nats reached and the training steps spent in all trials together
+  (goal: the same nats for ≤ 50 % of the steps). For the random baseline, whose trials all run to the end,
+  Spearman's rho between each step's validation nats and the final ones says from which step the ranking a pruner
+  acts on holds. ``--seeds`` repeats each TPE variant per sampler seed (one study is one draw).
 - **replay**: ``--replay JOURNAL`` takes a kept random study without pruning of many trials (a pool of full learning
   curves) and replays random searches of ``--trials`` trials drawn from it through each pruner setting of
   ``REPLAYED`` (nflab's own pruners for the catalog study), ``--orders`` times: the expected best nats and steps of
