@@ -271,8 +271,8 @@ def full_curves(journals: Sequence[Path]) -> list[Curve]:
 def _simulate(study: Any, draw: Any, trials: int, parallel: int) -> tuple[float, int]:
     """Run ``trials`` trials of ``study``, ``parallel`` in flight, each trial's learning curve given by
     ``draw(trial)`` (a :class:`Curve`) and every step taking the same time; reports go to the study's pruner as the
-    driver sends them.
-    Returns the best feasible complete value and the steps spent (a pruned trial counts the steps it reached)."""
+    driver sends them. Returns the best feasible complete value and the steps spent (a pruned trial counts the steps
+    it reached)."""
     import heapq
 
     import optuna
@@ -375,8 +375,8 @@ class Landscape:
         out = []
         for name, d in self.distributions.items():
             v = params[name]
-            if hasattr(d, "choices"):
-                out.append(float(d.choices.index(v)))
+            if hasattr(d, "choices"):  # one-hot, scaled so that two different choices lie 1 apart
+                out.extend(float(c == v) / math.sqrt(2) for c in d.choices)
             elif d.log:
                 out.append((math.log(v) - math.log(d.low)) / (math.log(d.high) - math.log(d.low)))
             else:

@@ -60,3 +60,17 @@ def test_the_surrogate_with_one_neighbour_answers_the_measured_curves() -> None:
     finals = sorted(c.value for c in pool)
     assert finals[0] <= blended.value <= finals[-1]
     assert [s for s, _ in blended.points] == [s for s, _ in pool[0].points]
+
+
+def test_the_unit_cube_puts_log_ranges_on_their_log_and_different_choices_one_apart() -> None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "act": CategoricalDistribution(["a", "b", "c"])}
+    land = Landscape([], dists, k=1)
+    assert land._unit({"lr": 1e-3, "act": "a"})[0] == pytest.approx(0.5)
+    for x, y in (("a", "b"), ("a", "c"), ("b", "c")):
+        d = (
+            sum((p - q) ** 2 for p, q in zip(land._unit({"lr": 1e-3, "act": x}), land._unit({"lr": 1e-3, "act": y})))
+            ** 0.5
+        )
+        assert d == pytest.approx(1.0)
