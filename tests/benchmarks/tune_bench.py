@@ -80,27 +80,25 @@ resources: {{cpu: 1, gpu: 0, retries: 0}}
 #: pruner settings replayed by ``--replay`` (``--set`` overrides of the catalog study)
 REPLAYED = {
     f"{kind}, first rung {rung}" + (f", η {eta}" if eta else ""): [
-        f"tune.pruner.kind={kind}", f"tune.pruner.warmup_steps={rung}",
-        *([f"tune.pruner.reduction_factor={eta}"] if eta else []),
+        f"tune.pruner={{kind: {kind}, warmup_steps: {rung}" + (f", reduction_factor: {eta}}}" if eta else "}")
     ]
     for kind, etas in (("hyperband", (2, 3, 4)), ("successive_halving", (2, 3, 4)), ("median", (None,)))
     for eta in etas
     for rung in (100, 200, 300)
 }  # fmt: skip
 
+#: the baseline: random search without pruning (the catalog's sampler and pruner sections replaced whole, so that none
+#: of their options carries over)
+RANDOM_SEARCH = ["tune.sampler={kind: random, seed: 0}", "tune.pruner={kind: none}"]
+
 #: sampler and pruner settings simulated by ``--surrogate`` (``--set`` overrides of the catalog study)
 SURROGATE = {
-    "TPE 4 start-up + successive halving 200, η 3": ["tune.sampler.startup_trials=4", "tune.pruner.warmup_steps=200"],
-    "TPE 4 start-up + successive halving 200, η 4": [
-        "tune.sampler.startup_trials=4", "tune.pruner.warmup_steps=200", "tune.pruner.reduction_factor=4",
-    ],
-    "TPE 4 start-up + successive halving 100, η 3": ["tune.sampler.startup_trials=4", "tune.pruner.warmup_steps=100"],
-    **{
-        f"TPE 8 start-up + successive halving {rung}, η {eta}": [
-            "tune.sampler.startup_trials=8", f"tune.pruner.warmup_steps={rung}", f"tune.pruner.reduction_factor={eta}",
-        ]
-        for rung, eta in ((200, 3), (200, 4), (150, 4), (125, 4), (100, 3))
-    },
+    f"TPE {startup} start-up + successive halving {rung}, η {eta}": [
+        f"tune.sampler.startup_trials={startup}",
+        f"tune.pruner={{kind: successive_halving, warmup_steps: {rung}, reduction_factor: {eta}}}",
+    ]
+    for startup, rung, eta in ((4, 200, 3), (4, 200, 4), (4, 100, 3), (8, 200, 3), (8, 200, 4), (8, 150, 4),
+                               (8, 125, 4), (8, 100, 3))
 }  # fmt: skip
 
 
@@ -192,14 +190,7 @@ def search(
         for seed in seeds
     }  # fmt: skip
     if baseline:
-        variants["random, no pruning"] = [
-            "--set",
-            "tune.sampler.kind=random",
-            "--set",
-            "tune.sampler.startup_trials=null",
-            "--set",
-            "tune.pruner.kind=none",
-        ]
+        variants["random, no pruning"] = [arg for text in RANDOM_SEARCH for arg in ("--set", text)]
     for label, extra in variants.items():
         home = folder / label.replace(", no pruning", "").replace(", seed ", "-s").replace("+", "-")
         home.mkdir()
@@ -349,7 +340,7 @@ def replay(journal: Path, trials: int, overrides: dict[str, list[str]], orders: 
     draws = [rng.sample(range(len(pool)), trials) for _ in range(orders)]
     budget = trials * pool[0].points[-1][0]
     out: dict[str, Any] = {"pool": len(pool), "trials": trials, "orders": orders}
-    for label, extra in {"random, no pruning": ["tune.pruner.kind=none"], **overrides}.items():
+    for label, extra in {"random, no pruning": RANDOM_SEARCH, **overrides}.items():
         prep = prepare_study(CATALOG, extra, settings)
         results = [  # the study's name picks Hyperband's brackets: fixed per draw, as before
             _simulate(
@@ -420,7 +411,7 @@ def surrogate(
     budget = trials * pool[0].points[-1][0]
     out: dict[str, Any] = {"pool": len(pool), "trials": trials, "seeds": seeds}
     rows = {
-        "random, no pruning": ["tune.sampler.kind=random", "tune.sampler.startup_trials=null", "tune.pruner.kind=none"],
+        "random, no pruning": RANDOM_SEARCH,
         **variants,
     }
     for k in ks:

@@ -74,3 +74,24 @@ def test_the_unit_cube_puts_log_ranges_on_their_log_and_different_choices_one_ap
             ** 0.5
         )
         assert d == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("table", ["REPLAYED", "SURROGATE"])
+def test_every_benchmarked_setting_and_the_baseline_prepare_against_the_catalog_study(table: str) -> None:
+    """The settings are overrides of the catalog study; the catalog's own pruner options must not leak into a row
+    (a random baseline inheriting ``reduction_factor`` is refused, a row inheriting η measures another pruner)."""
+    from nflab.settings import load_settings
+    from nflab.tune import make_pruner, prepare_study
+
+    settings = load_settings()
+    baseline = prepare_study(tune_bench.CATALOG, tune_bench.RANDOM_SEARCH, settings)
+    assert (baseline.tune.sampler.kind, baseline.tune.pruner.kind) == ("random", "none")
+    for label, extra in getattr(tune_bench, table).items():
+        prep = prepare_study(tune_bench.CATALOG, extra, settings)
+        if ", η " in label:
+            assert prep.tune.pruner.reduction_factor == int(label.rsplit("η ", 1)[1]), label
+        assert (
+            f"first rung {prep.tune.pruner.warmup_steps}" in label
+            or f"halving {prep.tune.pruner.warmup_steps}," in label
+        )
+        assert make_pruner(prep) is not None
