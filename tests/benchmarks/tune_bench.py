@@ -299,15 +299,19 @@ def _simulate(study: Any, draw: Any, trials: int, parallel: int) -> tuple[float,
 
 
 def _summary(results: list[tuple[float, int]], budget: int) -> dict[str, Any]:
-    bests, spent = [r[0] for r in results], [r[1] / budget for r in results]
-    n = len(results)
+    """Mean best nats over the studies that completed a feasible trial (``without_best`` counts the others) and
+    the mean share of ``budget`` spent, with standard errors."""
+    bests = [r[0] for r in results if math.isfinite(r[0])]
+    spent = [r[1] / budget for r in results]
+    n = len(bests)
     return {
+        "without_best": len(results) - n,
         "best_nats_mean": statistics.fmean(bests),
         "best_nats_std": statistics.stdev(bests),
         "best_nats_se": statistics.stdev(bests) / n**0.5,
         "steps_share": statistics.fmean(spent),
-        "steps_share_se": statistics.stdev(spent) / n**0.5,
-        "first": [(round(b, 4), round(s, 3)) for b, s in zip(bests[:4], spent[:4], strict=False)],
+        "steps_share_se": statistics.stdev(spent) / len(spent) ** 0.5,
+        "first": [(round(b, 4), round(s / budget, 3)) for b, s in results[:4]],
     }
 
 
