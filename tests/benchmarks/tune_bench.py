@@ -304,11 +304,12 @@ def _summary(results: list[tuple[float, int]], budget: int) -> dict[str, Any]:
     bests = [r[0] for r in results if math.isfinite(r[0])]
     spent = [r[1] / budget for r in results]
     n = len(bests)
+    std = statistics.stdev(bests) if n > 1 else math.nan
     return {
         "without_best": len(results) - n,
-        "best_nats_mean": statistics.fmean(bests),
-        "best_nats_std": statistics.stdev(bests),
-        "best_nats_se": statistics.stdev(bests) / n**0.5,
+        "best_nats_mean": statistics.fmean(bests) if bests else math.nan,
+        "best_nats_std": std,
+        "best_nats_se": std / n**0.5 if n else math.nan,
         "steps_share": statistics.fmean(spent),
         "steps_share_se": statistics.stdev(spent) / len(spent) ** 0.5,
         "first": [(round(b, 4), round(s / budget, 3)) for b, s in results[:4]],

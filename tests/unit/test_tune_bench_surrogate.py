@@ -95,3 +95,11 @@ def test_every_benchmarked_setting_and_the_baseline_prepare_against_the_catalog_
             or f"halving {prep.tune.pruner.warmup_steps}," in label
         )
         assert make_pruner(prep) is not None
+
+
+def test_a_simulated_study_without_a_complete_trial_is_counted_not_averaged() -> None:
+    summary = tune_bench._summary([(float("inf"), 400), (3.5, 1000), (3.7, 600)], budget=1000)
+    assert summary["without_best"] == 1
+    assert summary["best_nats_mean"] == pytest.approx(3.6)  # over the two studies with a best
+    assert summary["steps_share"] == pytest.approx(2000 / 3000)  # every study spent its steps
+    assert summary["first"][0] == (float("inf"), 0.4)
