@@ -82,3 +82,39 @@ def test_env_hook_and_finished_checkpoint_resume(make_spec, tmp_path, mlflow_uri
     again = _run(spec, tmp_path, mlflow_uri, experiment, "run-env")  # nothing left to train: same answers
     assert again["status"] == "finished" and again["resumed_from"] == 20
     assert again["results"] == done["results"] and again["mlflow_run_id"] == done["mlflow_run_id"]
+
+
+@pytest.mark.parametrize(
+    ("family", "estimator"),
+    [("idensenet", "exact"), ("monotone", "exact"), ("resflow", "roulette")],
+)
+def test_solver_families_resume_bit_identically(
+    family: str, estimator: str, make_spec, tmp_path, mlflow_uri, experiment
+) -> None:
+    """The E2 families (spectral-norm power iterations, Anderson solves, frozen mirrors) and a Russian-roulette
+    estimator carry no state outside the checkpoint: a run interrupted and resumed ends bit for bit the same."""
+    spec = make_spec(
+        f"{family}-r0",
+        model__family=family,
+        estimator__kind=estimator,
+        train__steps=24,
+        train__batch_size=64,
+        train__eval_every=8,
+        train__checkpoint_every=8,
+        train__weight_decay=1e-5,
+        train__dtype="float64",
+        eval__exact=True,
+        dataset__test_samples=256,
+        dataset__validation_samples=256,
+    )
+    a = _run(spec, tmp_path / "a", mlflow_uri, experiment, f"{family}-a")
+    assert a["status"] == "finished", a["error"]
+    with pytest.raises(SimulatedCrash):
+        _run(spec, tmp_path / "b", mlflow_uri, experiment, f"{family}-b", stop_after_step=13)
+    b = _run(spec, tmp_path / "b", mlflow_uri, experiment, f"{family}-b")
+    assert b["status"] == "finished", b["error"]
+    assert b["resumed_from"] == 8
+    assert b["results"] == a["results"]
+    sa, sb = _final_state(tmp_path / "a", f"{family}-r0", 24), _final_state(tmp_path / "b", f"{family}-r0", 24)
+    for key, tensor in sa["model"].items():
+        assert torch.equal(tensor, sb["model"][key]), key
