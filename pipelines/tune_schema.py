@@ -35,19 +35,27 @@ class ObjectiveSpec(_Section):
 MODEL_SAMPLERS = ("tpe", "cmaes", "gp")
 
 
+#: how a model-based sampler draws its start-up trials
+STARTUPS = ("random", "sobol")
+
+
 class SamplerSpec(_Section):
     """Optuna sampler ``kind``, seeded in the driver (reproducible with ``parallel: 1``); ``startup_trials``: the
-    random trials a model-based sampler (tpe, cmaes, gp) draws before its model proposes (None: Optuna's default,
-    10 for TPE — a study of fewer trials than that is a random search)."""
+    trials a model-based sampler (tpe, cmaes, gp) draws before its model proposes (None: Optuna's default, 10 for
+    TPE — a study of fewer trials than that is a random search); ``startup``: how they are drawn — ``random``
+    (Optuna's own) or ``sobol``, a seeded Owen-scrambled Sobol sequence that stratifies every parameter's range
+    (one point in each 1/n of it for n start-up trials, n a power of 2), so no range is left unexplored by luck."""
 
     kind: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = 0
     startup_trials: Annotated[int, Field(ge=1, le=10**6)] | None = None
+    startup: Literal[STARTUPS] = "random"  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _startup_needs_a_model(self) -> SamplerSpec:
-        if self.startup_trials is not None and self.kind not in MODEL_SAMPLERS:
-            raise ValueError(f"startup_trials applies to the samplers {', '.join(MODEL_SAMPLERS)}, not {self.kind!r}")
+        for option in ("startup_trials", "startup"):
+            if option in self.model_fields_set and self.kind not in MODEL_SAMPLERS:
+                raise ValueError(f"{option} applies to the samplers {', '.join(MODEL_SAMPLERS)}, not {self.kind!r}")
         return self
 
 

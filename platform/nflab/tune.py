@@ -127,6 +127,10 @@ def open_storage(url: str, *, create: bool = True) -> Any:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
+#: start-up trials of ``startup: sobol`` when ``startup_trials`` is not given (Optuna's default for TPE and GP)
+SOBOL_STARTUP_TRIALS = 10
+
+
 def make_sampler(prep: PreparedStudy) -> Any:
     """The study's sampler, seeded (samplers are not persisted: re-created on every resume)."""
     import optuna.samplers as s
@@ -137,14 +141,72 @@ def make_sampler(prep: PreparedStudy) -> Any:
         from nflab.pipelines.tune_space import grid_points
 
         return s.GridSampler(grid_points(prep.dims), seed=seed)
-    startup = {} if spec.startup_trials is None else {"n_startup_trials": spec.startup_trials}
-    return {
+    n_startup = spec.startup_trials
+    if n_startup is None and spec.startup == "sobol":
+        n_startup = SOBOL_STARTUP_TRIALS
+    startup = {} if n_startup is None else {"n_startup_trials": n_startup}
+    sampler = {
         "tpe": lambda: s.TPESampler(seed=seed, **startup),
         "random": lambda: s.RandomSampler(seed=seed),
         "cmaes": lambda: s.CmaEsSampler(seed=seed, **startup),
         "gp": lambda: s.GPSampler(seed=seed, **startup),
         "nsga2": lambda: s.NSGAIISampler(seed=seed),
     }[spec.kind]()
+    if spec.startup == "sobol":
+        return sobol_startup(sampler, distributions(prep.dims), startup["n_startup_trials"], seed)
+    return sampler
+
+
+def sobol_startup(model: Any, space: dict[str, Any], n: int, seed: int | None) -> Any:
+    """``model`` (a model-based Optuna sampler) whose first ``n`` trials lie on a scrambled Sobol sequence over
+    ``space``: trial i takes point i of ``scipy.stats.qmc.Sobol(len(space), scramble=True, seed=seed)`` (Owen
+    scrambling; for n = 2^m every parameter's range holds one point in each 1/n of it), mapped through each
+    distribution's inverse CDF (log ranges on the log scale). Deterministic in (seed, trial number), so a resumed or
+    replayed study sees the same start-up points; trials from trial n on are the model's."""
+    from optuna.samplers import BaseSampler
+    from scipy.stats import qmc
+
+    points = qmc.Sobol(len(space), scramble=True, seed=seed).random_base2(max(0, math.ceil(math.log2(max(n, 1)))))
+    column = {name: i for i, name in enumerate(space)}
+
+    class SobolStartup(BaseSampler):
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return {} if trial.number < n else model.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+            return {} if trial.number < n else model.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+            if trial.number < n and name in column:
+                return unit_to_value(float(points[trial.number, column[name]]), dist)
+            return model.sample_independent(study, trial, name, dist)
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            model.before_trial(study, trial)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            model.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            model.reseed_rng()
+
+    return SobolStartup()
+
+
+def unit_to_value(u: float, dist: Any) -> Any:
+    """The value of an Optuna distribution at quantile ``u`` in [0, 1) of its uniform measure: a choice, a step of an
+    integer or stepped range, or a point of a float range (on the log scale for log ranges)."""
+    if hasattr(dist, "choices"):
+        return dist.choices[min(int(u * len(dist.choices)), len(dist.choices) - 1)]
+    low, high = dist.low, dist.high
+    if dist.log:
+        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        return min(max(round(value), low), high) if isinstance(low, int) and isinstance(high, int) else value
+    step = getattr(dist, "step", None)
+    if step is None:
+        return low + u * (high - low)
+    count = round((high - low) / step) + 1
+    return low + step * min(int(u * count), count - 1)
 
 
 def make_pruner(prep: PreparedStudy) -> Any:
