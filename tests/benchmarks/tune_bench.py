@@ -66,6 +66,7 @@ from orchestration_bench import FOREIGN_ENV, CpuSampler
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "pipelines" / "catalog" / "tune-monotone-toy.yaml"
+DATA = ROOT / "tests" / "benchmarks" / "data" / "tune"
 
 GRID = """\
 name: {name}
@@ -93,12 +94,14 @@ RANDOM_SEARCH = ["tune.sampler={kind: random, seed: 0}", "tune.pruner={kind: non
 
 #: sampler and pruner settings simulated by ``--surrogate`` (``--set`` overrides of the catalog study)
 SURROGATE = {
-    f"TPE {startup} start-up + successive halving {rung}, η {eta}": [
+    f"TPE {startup} {how} start-up + successive halving {rung}, η {eta}": [
         f"tune.sampler.startup_trials={startup}",
+        f"tune.sampler.startup={how}",
         f"tune.pruner={{kind: successive_halving, warmup_steps: {rung}, reduction_factor: {eta}}}",
     ]
     for startup, rung, eta in ((4, 200, 3), (4, 200, 4), (4, 100, 3), (8, 200, 3), (8, 200, 4), (8, 150, 4),
                                (8, 125, 4), (8, 100, 3))
+    for how in ("random", "sobol")
 }  # fmt: skip
 
 
@@ -114,8 +117,8 @@ def _nflab(args: list[str], home: Path) -> tuple[dict[str, Any], float, CpuSampl
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     sampler.stop()
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"nflab {args[0]} exited {proc.returncode}: {err.strip()[-1500:]}")
+    if proc.returncode not in (0, 1) or not out.strip():
+        raise RuntimeError(f"nflab {args[0]} exited {proc.returncode} (stdout {len(out)} chars): {err.strip()[-1500:]}")
     return json.loads(out), wall, sampler
 
 
@@ -257,6 +260,73 @@ def full_curves(journals: Sequence[Path]) -> list[Curve]:
                 pool.setdefault(tuple(sorted(t.params.items())), curve)
     last = max(c.points[-1][0] for c in pool.values())
     return [c for c in pool.values() if c.points[-1][0] == last]
+
+
+def expected_best(values: Sequence[float], k: int) -> float:
+    """E[min of ``k`` values drawn without replacement from ``values``] = Σ_i v_(i) C(n−1−i, k−1) / C(n, k), the
+    values sorted ascending (v_(i) is the minimum of a draw exactly when the draw holds it and k − 1 larger ones)."""
+    ordered, n = sorted(values), len(values)
+    return sum(v * math.comb(n - 1 - i, k - 1) for i, v in enumerate(ordered)) / math.comb(n, k)
+
+
+def study_outcomes(journals: Sequence[Path]) -> list[tuple[float, int, int]]:
+    """Per kept study: the best feasible complete value (NaN if none), the training steps of all its trials (a
+    pruned or failed trial counts its last reported step) and the number of trials."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out = []
+    for journal in journals:
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+        for name in optuna.get_all_study_names(storage):
+            trials = optuna.load_study(study_name=name, storage=storage).trials
+            done = [
+                t.values[0]
+                for t in trials
+                if t.state.name == "COMPLETE" and all(c <= 0 for c in t.system_attrs.get("constraints") or [])
+            ]
+            steps = sum(max(t.intermediate_values, default=0) for t in trials)
+            out.append((min(done, default=math.nan), steps, len(trials)))
+    return out
+
+
+def judge(random_journals: Sequence[Path], studies: Sequence[Path], trials: int, steps: int) -> dict[str, Any]:
+    """The search-quality verdict from kept journals. Baseline: random search without pruning of ``trials`` trials,
+    its expected best computed exactly from the pooled complete trials of ``random_journals`` (random studies
+    without pruning: i.i.d. configurations), with a bootstrap standard error over the pool (2,000 resamples), and
+    the same expectation for fewer trials (the nats random search reaches with that share of the steps). Candidate:
+    each kept study of ``studies`` (best nats, steps as a share of ``trials`` × ``steps``); mean, standard error,
+    and the difference to the baseline with the two errors combined."""
+    import random
+
+    pool = [c.value for c in full_curves(random_journals) if c.feasible]
+    rng = random.Random(0)
+    boot = [expected_best([rng.choice(pool) for _ in pool], trials) for _ in range(2000)]
+    base = expected_best(pool, trials)
+    out: dict[str, Any] = {
+        "pool": len(pool),
+        "random_expected_best": round(base, 4),
+        "random_expected_best_se": round(statistics.stdev(boot), 4),
+        "random_expected_best_by_trials": {k: round(expected_best(pool, k), 4) for k in range(4, trials + 1, 2)},
+    }
+    results = study_outcomes(studies)
+    if results:
+        bests = [b for b, _, _ in results if math.isfinite(b)]
+        shares = [s / (trials * steps) for _, s, _ in results]
+        se = statistics.stdev(bests) / len(bests) ** 0.5 if len(bests) > 1 else math.nan
+        out |= {
+            "studies": [(round(b, 4), round(100 * s, 1)) for (b, _, _), s in zip(results, shares, strict=True)],
+            "without_best": len(results) - len(bests),
+            "best_mean": round(statistics.fmean(bests), 4),
+            "best_se": round(se, 4),
+            "steps_share_mean": round(100 * statistics.fmean(shares), 1),
+            "steps_share_se": round(100 * statistics.stdev(shares) / len(shares) ** 0.5, 1) if len(shares) > 1 else 0,
+            "behind_random_by": round(statistics.fmean(bests) - base, 4),
+            "behind_random_by_se": round(math.hypot(se, statistics.stdev(boot)), 4),
+        }
+    return out
 
 
 def _simulate(study: Any, draw: Any, trials: int, parallel: int) -> tuple[float, int]:
@@ -454,8 +524,15 @@ def main() -> None:
                         "--surrogate: sampler seeds per setting")  # fmt: skip
     parser.add_argument("--surrogate", type=Path, nargs="+", default=None, help="kept studies' journals: simulate "
                         "the SURROGATE settings on their curves")  # fmt: skip
+    parser.add_argument("--judge", type=Path, nargs="*", default=None, help="kept studies' journals: the verdict "
+                        "against random search (exact expectation from --random, with its bootstrap SE)")  # fmt: skip
+    parser.add_argument("--random", type=Path, nargs="+", default=[DATA / "random-40-trials.journal"],
+                        help="--judge: random studies without pruning (the baseline's pool)")  # fmt: skip
     parser.add_argument("--k", type=int, nargs="+", default=[1, 3], help="--surrogate: nearest curves averaged")
     args = parser.parse_args()
+    if args.judge is not None:
+        print(json.dumps(judge(args.random, args.judge, args.trials, args.steps), indent=1), flush=True)
+        return
     if args.surrogate is not None:
         print(json.dumps(surrogate(args.surrogate, args.trials, SURROGATE, args.orders, args.k), indent=1), flush=True)
         return

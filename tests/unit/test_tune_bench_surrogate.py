@@ -103,3 +103,31 @@ def test_a_simulated_study_without_a_complete_trial_is_counted_not_averaged() ->
     assert summary["best_nats_mean"] == pytest.approx(3.6)  # over the two studies with a best
     assert summary["steps_share"] == pytest.approx(2000 / 3000)  # every study spent its steps
     assert summary["first"][0] == (float("inf"), 0.4)
+
+
+def test_expected_best_is_the_mean_minimum_over_every_draw() -> None:
+    """The exact expectation against enumerating every draw of k values without replacement."""
+    import itertools
+    import random
+    import statistics
+
+    rng = random.Random(3)
+    values = [rng.gauss(4.0, 0.2) for _ in range(11)]
+    for k in (1, 3, 6, 11):
+        brute = statistics.fmean(min(c) for c in itertools.combinations(values, k))
+        assert tune_bench.expected_best(values, k) == pytest.approx(brute, rel=1e-12)
+
+
+def test_the_verdict_reads_the_kept_studies() -> None:
+    """``--judge`` on the kept journals: the random pool's exact expectation lies between its best and its mean, and
+    each judged study's best and steps come from its trials."""
+    random_pool = [BENCH / "data" / "tune" / "random-40-trials.journal"]
+    studies = sorted((BENCH / "data" / "tune").glob("tpe8-halving-125-eta4-seed*.journal"))
+    verdict = tune_bench.judge(random_pool, studies, 16, 1000)
+    values = [c.value for c in full_curves(random_pool)]
+    assert min(values) < verdict["random_expected_best"] < sum(values) / len(values)
+    assert verdict["random_expected_best_by_trials"][8] > verdict["random_expected_best"]
+    assert len(verdict["studies"]) == len(studies) and verdict["without_best"] == 0
+    assert all(0 < share <= 100 for _, share in verdict["studies"])
+    behind = verdict["best_mean"] - verdict["random_expected_best"]
+    assert verdict["behind_random_by"] == pytest.approx(behind, abs=2e-4)
