@@ -297,6 +297,18 @@ def finished_tasks(refs: list[Any], timeout: float) -> list[Any]:
     return ready
 
 
+def cancel_unfinished(refs: list[Any]) -> None:
+    """Cancel by force the tasks of ``refs`` that have not finished. A force cancel that crosses a task's own
+    completion aborts the driver inside Ray (``Check failed: it != submissible_tasks_.end() Tried to complete task
+    that was not pending``, Ray 2.60; ray-project/ray#54846): a finished task is never cancelled, which leaves only
+    the milliseconds of a reply in flight, and callers cancel only tasks that have not announced their end."""
+    if not refs:
+        return
+    _, pending = ray.wait(refs, num_returns=len(refs), timeout=0)
+    for ref in pending:
+        ray.cancel(ref, force=True)
+
+
 def _drive(
     submit: Callable[[], None], in_flight: dict[Any, str], relay: RunEventRelay, mailbox: Any, workdir: str
 ) -> None:
@@ -317,8 +329,7 @@ def _drive(
                 relay.result(key, result)
             submit()
     finally:
-        for ref in in_flight:
-            ray.cancel(ref, force=True)
+        cancel_unfinished(list(in_flight))
         ray.kill(mailbox)
 
 

@@ -8,13 +8,17 @@ sampler proposes them, and :meth:`TrialRunner.stop` stops one trial and ends its
 A stop is cooperative first: the mailbox answers the trial's next post with "stop" and the task raises
 :class:`StopRequested`, returning its worker to Ray warm. Killing the task instead costs the next trial a fresh
 worker process (9-12 s of CPU importing torch, the training stack and MLflow on this project's machines, for every
-pruned trial). The task learns of the stop at its second post after the decision; one that has not stopped within
-its grace period (the time between its last two evaluations, or from its submission to its first, at least
-``MIN_GRACE_S``) is cancelled by force, so a pruned trial never runs past one evaluation interval (or 15 s).
+pruned trial). The task learns of the stop at its second post after the decision and announces that it is stopping
+before it ends; one that has neither announced it nor ended within its grace period (the time between its last two
+evaluations, or from its submission to its first, at least ``MIN_GRACE_S``) is cancelled by force, so a pruned trial
+never runs past one evaluation interval (or 15 s). A task that announced its stop is never killed: it is writing
+its records, and a force cancel that crosses a task's own end aborts the driver inside Ray (see
+:func:`~nflab.workers.ray_exec.cancel_unfinished`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +27,20 @@ from typing import Any
 import ray
 
 from .progress import MIN_INTERVAL_S, StopRequested
-from .ray_exec import _death_message, _recorded_run_id, _remote_run, _task_options, finished_tasks, start_mailbox
+from .ray_exec import (
+    _death_message,
+    _recorded_run_id,
+    _remote_run,
+    _task_options,
+    cancel_unfinished,
+    finished_tasks,
+    start_mailbox,
+)
 from .tracking import absolute_tracking_uri, prepare_tracking, with_retry
 
 POLL_S = 0.5
 MIN_GRACE_S = 15.0
+CLOSE_WAIT_S = 60.0  # at close, how long trials that announced their stop get to end themselves
 EVAL_KEYS = ("val_nats", "val_bpd")
 
 
@@ -40,6 +53,7 @@ def evaluation_reporter(mailbox: Any, interval_s: float = MIN_INTERVAL_S) -> Cal
 
     def progress(key: str, step: int, total: int, metrics: dict) -> None:
         if any(a.done() and a.exception() is None and a.result() for a in answers):
+            mailbox.report.remote("stopping", key, step, total, {})  # the driver no longer kills it
             raise StopRequested(f"stopped at step {step}: the tuning driver pruned this trial")
         answers[:] = [a for a in answers if not a.done()]
         now = time.monotonic()
@@ -61,7 +75,7 @@ class TrialRunner:
         prepare_tracking(self.uri, experiment_name)
         self.mailbox = start_mailbox()
         self.in_flight: dict[Any, str] = {}
-        self.stopping: dict[Any, float] = {}  # tasks asked to stop -> when they are cancelled by force
+        self.stopping: dict[Any, tuple[str, float]] = {}  # tasks asked to stop -> run_key, when they are killed
         self.evaluated: dict[str, list[float]] = {}  # run_key -> times of its last two evaluations (or submission)
 
     def submit(self, spec: dict, run_id: str) -> None:
@@ -76,18 +90,23 @@ class TrialRunner:
         """``(progress events (run_key, step, metrics) in order, results (run_key, RunResult))`` since the last poll."""
         results: list[tuple[str, dict]] = []
         ready = finished_tasks([*self.in_flight, *self.stopping], timeout)
+        posts = ray.get(self.mailbox.drain.remote())
         events = [
             (key, step, metrics)
-            for kind, key, step, _total, metrics in ray.get(self.mailbox.drain.remote())
+            for kind, key, step, _total, metrics in posts
             if kind == "progress" and key in self.in_flight.values()
         ]
+        ending = {key for kind, key, *_ in posts if kind == "stopping"}
         now = time.monotonic()
         for key, _step, metrics in events:
             if any(k in metrics for k in EVAL_KEYS):
                 self.evaluated[key] = [*self.evaluated.get(key, [])[-1:], now]
-        for ref in [r for r in self.stopping if r in ready or self.stopping[r] < now]:
-            if ref not in ready:  # past its grace: killed
-                ray.cancel(ref, force=True)
+        for ref, (key, _deadline) in list(self.stopping.items()):
+            if key in ending:  # announced its stop: it ends itself, never killed
+                self.stopping[ref] = (key, math.inf)
+        overdue = [r for r, (_key, deadline) in self.stopping.items() if r not in ready and deadline < now]
+        cancel_unfinished(overdue)  # past its grace without a word
+        for ref in [*overdue, *(r for r in ready if r in self.stopping)]:
             del self.stopping[ref]
         for ref in [r for r in ready if r in self.in_flight]:
             key = self.in_flight.pop(ref)
@@ -110,7 +129,7 @@ class TrialRunner:
         self.mailbox.stop.remote(run_key)
         for ref, key in list(self.in_flight.items()):
             if key == run_key:
-                self.stopping[ref] = time.monotonic() + grace
+                self.stopping[ref] = (run_key, time.monotonic() + grace)
                 del self.in_flight[ref]
         mlflow_run_id = _recorded_run_id(self.workdir, run_key)
         if mlflow_run_id is not None:
@@ -126,11 +145,11 @@ class TrialRunner:
         """Cancel whatever still runs and drop the mailbox; with ``wait``, trials asked to stop first get the rest of
         their grace period to end themselves (their runs finish their records; the last trial pruned just before a
         study ends is not killed mid-write)."""
-        remaining = max(self.stopping.values(), default=0.0) - time.monotonic()
+        deadline = max((d for _key, d in self.stopping.values()), default=0.0)
+        remaining = min(deadline - time.monotonic(), CLOSE_WAIT_S)
         if wait and remaining > 0:
             ray.wait(list(self.stopping), num_returns=len(self.stopping), timeout=remaining)
-        for ref in [*self.in_flight, *self.stopping]:
-            ray.cancel(ref, force=True)
+        cancel_unfinished([*self.in_flight, *self.stopping])
         self.in_flight.clear()
         self.stopping.clear()
         ray.kill(self.mailbox)

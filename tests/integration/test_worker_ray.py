@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from nflab.workers import run_specs
 
 
@@ -89,3 +91,50 @@ def test_fast_failing_runs_see_start_then_result_and_no_late_start(
     for spec in specs:
         mine = [kind for kind, key in events if key == spec["run_key"]]
         assert mine == ["start", "result:failed"], (spec["run_key"], mine)
+
+
+def test_a_stopped_trial_announces_its_stop_before_it_ends(ray_local) -> None:
+    """A pruned trial's progress callback posts "stopping" to the mailbox before it raises: the driver then never
+    cancels it by force (a force cancel that crosses the task's own end aborts the driver inside Ray)."""
+    import ray
+
+    from nflab.workers.progress import StopRequested
+    from nflab.workers.ray_exec import start_mailbox
+    from nflab.workers.trials import evaluation_reporter
+
+    mailbox = start_mailbox()
+    try:
+        progress = evaluation_reporter(mailbox)
+        progress("t0003-a", 100, 1000, {"val_nats": 4.2})
+        ray.get(mailbox.stop.remote("t0003-a"))
+        progress("t0003-a", 200, 1000, {"val_nats": 4.1})  # its answer says stop; read at the next post
+        deadline = time.monotonic() + 30
+        with pytest.raises(StopRequested):
+            while time.monotonic() < deadline:
+                progress("t0003-a", 210, 1000, {})
+                time.sleep(0.05)
+        time.sleep(0.5)
+        kinds = [(kind, key) for kind, key, *_ in ray.get(mailbox.drain.remote())]
+        assert kinds[-1] == ("stopping", "t0003-a")
+        assert kinds.count(("stopping", "t0003-a")) == 1
+    finally:
+        ray.kill(mailbox)
+
+
+def test_cancel_unfinished_spares_finished_tasks(ray_local) -> None:
+    """Only tasks still running are cancelled: a finished one keeps its result."""
+    import ray
+
+    from nflab.workers.ray_exec import cancel_unfinished
+
+    @ray.remote(num_cpus=0)
+    def pause(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    done, running = pause.remote(0.0), pause.remote(60.0)
+    ray.wait([done], timeout=30)
+    cancel_unfinished([done, running])
+    assert ray.get(done) == 0.0
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(running, timeout=30)
