@@ -629,7 +629,8 @@ def state_counts(study: Any) -> dict[str, int]:
     return counts
 
 
-def _feasible(t: Any) -> bool:
+def feasible(t: Any) -> bool:
+    """Whether a trial meets every constraint it was told (Optuna's convention: a value ≤ 0 is satisfied)."""
     return all(v <= 0 for v in (t.constraints or {}).values())
 
 
@@ -639,7 +640,7 @@ def best_trials(study: Any) -> list[dict[str, Any]]:
         chosen = [study.best_trial] if len(study.directions) == 1 else list(study.best_trials)
     except ValueError:  # no complete (feasible) trial
         return []
-    return [trial_row(t) for t in chosen if _feasible(t)]
+    return [trial_row(t) for t in chosen if feasible(t)]
 
 
 def trial_row(t: Any) -> dict[str, Any]:
@@ -651,7 +652,7 @@ def trial_row(t: Any) -> dict[str, Any]:
         "run_key": t.user_attrs.get("nflab.run_key"),
         "run_id": t.user_attrs.get("nflab.run_id"),
         "steps": t.user_attrs.get("nflab.steps") or t.user_attrs.get("nflab.pruned_at_step"),
-        "feasible": _feasible(t),
+        "feasible": feasible(t),
         "reason": t.user_attrs.get("nflab.fail_reason"),
         "proposed": t.user_attrs.get("nflab.proposed"),
     }

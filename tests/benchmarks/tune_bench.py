@@ -56,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,22 +241,28 @@ class Curve:
     feasible: bool
 
 
-def full_curves(journals: Sequence[Path]) -> list[Curve]:
-    """The complete trials of the kept studies that reached the last step, once per distinct configuration."""
+def kept_studies(journals: Sequence[Path]) -> Iterator[list[Any]]:
+    """The trials of every study in the kept journal files, one list per study."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    pool: dict[tuple, Curve] = {}
     for journal in journals:
         storage = JournalStorage(JournalFileBackend(str(journal)))
         for name in optuna.get_all_study_names(storage):
-            for t in optuna.load_study(study_name=name, storage=storage).trials:
-                if t.state.name != "COMPLETE" or not t.intermediate_values:
-                    continue
-                feasible = all(c <= 0 for c in t.system_attrs.get("constraints") or [])
-                curve = Curve(dict(t.params), sorted(t.intermediate_values.items()), t.values[0], feasible)
+            yield optuna.load_study(study_name=name, storage=storage).trials
+
+
+def full_curves(journals: Sequence[Path]) -> list[Curve]:
+    """The complete trials of the kept studies that reached the last step, once per distinct configuration."""
+    from nflab.tune import feasible
+
+    pool: dict[tuple, Curve] = {}
+    for trials in kept_studies(journals):
+        for t in trials:
+            if t.state.name == "COMPLETE" and t.intermediate_values:
+                curve = Curve(dict(t.params), sorted(t.intermediate_values.items()), t.values[0], feasible(t))
                 pool.setdefault(tuple(sorted(t.params.items())), curve)
     last = max(c.points[-1][0] for c in pool.values())
     return [c for c in pool.values() if c.points[-1][0] == last]
@@ -272,23 +278,13 @@ def expected_best(values: Sequence[float], k: int) -> float:
 def study_outcomes(journals: Sequence[Path]) -> list[tuple[float, int, int]]:
     """Per kept study: the best feasible complete value (NaN if none), the training steps of all its trials (a
     pruned or failed trial counts its last reported step) and the number of trials."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    from nflab.tune import feasible
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = []
-    for journal in journals:
-        storage = JournalStorage(JournalFileBackend(str(journal)))
-        for name in optuna.get_all_study_names(storage):
-            trials = optuna.load_study(study_name=name, storage=storage).trials
-            done = [
-                t.values[0]
-                for t in trials
-                if t.state.name == "COMPLETE" and all(c <= 0 for c in t.system_attrs.get("constraints") or [])
-            ]
-            steps = sum(max(t.intermediate_values, default=0) for t in trials)
-            out.append((min(done, default=math.nan), steps, len(trials)))
+    for trials in kept_studies(journals):
+        done = [t.values[0] for t in trials if t.state.name == "COMPLETE" and feasible(t)]
+        steps = sum(max(t.intermediate_values, default=0) for t in trials)
+        out.append((min(done, default=math.nan), steps, len(trials)))
     return out
 
 

@@ -131,3 +131,20 @@ def test_the_verdict_reads_the_kept_studies() -> None:
     assert all(0 < share <= 100 for _, share in verdict["studies"])
     behind = verdict["best_mean"] - verdict["random_expected_best"]
     assert verdict["behind_random_by"] == pytest.approx(behind, abs=2e-4)
+
+
+def test_kept_studies_leave_infeasible_trials_out_of_the_best(tmp_path: Path) -> None:
+    """A complete trial that broke its constraint (set as nflab's driver sets it) is never a study's best."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "s.journal"
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(journal))))
+    for value, violation, steps in ((3.0, 0.5, 1000), (3.5, -0.1, 1000), (5.0, -0.1, 200)):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        for step in range(100, steps + 1, 100):
+            trial.report(value + 1.0 / step, step)
+        trial.set_constraint("inversion_error", violation)
+        study.tell(trial, value)
+    assert tune_bench.study_outcomes([journal]) == [(3.5, 2200, 3)]
+    assert [c.feasible for c in full_curves([journal])] == [False, True]
