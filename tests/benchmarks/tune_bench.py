@@ -11,11 +11,11 @@ TPE with pruning against random search without pruning.
   throughput = trials per minute. ``--repeats R`` runs R pairs, alternating which command goes first, and reports
   the medians, with each command's fixed seconds (the whole command less its trial phase) apart from the phase.
 - **search quality**: ``pipelines/catalog/tune-monotone-toy.yaml`` with ``--trials N`` as shipped (TPE seeded,
-  8 start-up trials, successive halving from a first rung of 125 steps, η 4) and with ``tune.sampler.kind=random``,
-  ``tune.pruner.kind=none``: the best validation nats reached and the training steps spent in all trials together
-  (goal: the same nats for ≤ 50 % of the steps). For the random baseline, whose trials all run to the end,
-  Spearman's rho between each step's validation nats and the final ones says from which step the ranking a pruner
-  acts on holds. ``--seeds`` repeats each TPE variant per sampler seed (one study is one draw).
+  8 start-up trials on a Sobol sequence, successive halving from a first rung of 125 steps, η 4) and with
+  ``tune.sampler.kind=random``, ``tune.pruner.kind=none``: the best validation nats reached and the training steps
+  spent in all trials together (goal: the same nats for ≤ 50 % of the steps). For the random baseline, whose trials
+  all run to the end, Spearman's rho between each step's validation nats and the final ones says from which step the
+  ranking a pruner acts on holds. ``--seeds`` repeats each TPE variant per sampler seed (one study is one draw).
 - **replay**: ``--replay JOURNAL`` takes a kept random study without pruning of many trials (a pool of full learning
   curves) and replays random searches of ``--trials`` trials drawn from it through each pruner setting of
   ``REPLAYED`` (nflab's own pruners for the catalog study), ``--orders`` times: the expected best nats and steps of
@@ -37,6 +37,12 @@ TPE with pruning against random search without pruning.
         [--orders 300]
     python tests/benchmarks/tune_bench.py --surrogate tests/benchmarks/data/tune/*.journal --trials 16 --orders 80
         [--k 1 3 5]
+    python tests/benchmarks/tune_bench.py --judge tests/benchmarks/data/tune/tpe8sobol-halving-125-eta4-seed*.journal
+        --random tests/benchmarks/data/tune/random-40-trials*.journal --trials 16 --steps 1000
+
+- **judge**: ``--judge JOURNAL…`` is the verdict from kept studies: random search's expected best of ``--trials``
+  trials, exact over the pooled curves of ``--random`` (random studies without pruning), with a bootstrap error, and
+  each kept study's best nats and steps (share of ``--trials`` × ``--steps``), their means and the difference.
 
 TPE draws its first ``startup_trials`` (Optuna's default: 10) at random with the same seeded generator as the random
 sampler, so a study shorter than that compares Hyperband alone; ``--startup`` lets the model propose earlier.
